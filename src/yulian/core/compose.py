@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
+from contextlib import suppress
 from dataclasses import replace
 from functools import partial
 from typing import Any, TypeVar, cast
@@ -201,21 +202,35 @@ def _drop_config(fn: Callable[[Any], Any], x: Any, _cfg: RunConfig) -> Any:
     return fn(x)
 
 
-def _annotated(iterator: Iterator[Any], label: str) -> Iterator[Any]:
+def _annotated(iterator: Iterator[Any], label: str, pipeline: object | None = None) -> Iterator[Any]:
+    """Name `label` on errors raised while pulling `iterator`.
+
+    In a streamed pipeline every step pulls from the one before it, so an error raised in step 2 passes through
+    the wrappers of steps 3, 4...: `pipeline` (one marker per stream) lets only the first wrapper annotate it.
+    """
     try:
         yield from iterator
     except Exception as e:
-        annotate(e, label)
+        _annotate_once(e, label, pipeline)
         raise
 
 
-async def _aannotated(iterator: AsyncIterator[Any], label: str) -> AsyncIterator[Any]:
+async def _aannotated(iterator: AsyncIterator[Any], label: str, pipeline: object | None = None) -> AsyncIterator[Any]:
     try:
         async for item in iterator:
             yield item
     except Exception as e:
-        annotate(e, label)
+        _annotate_once(e, label, pipeline)
         raise
+
+
+def _annotate_once(e: BaseException, label: str, pipeline: object | None) -> None:
+    if pipeline is None:
+        annotate(e, label)
+    elif getattr(e, "_yulian_pipeline", None) is not pipeline:
+        annotate(e, label)
+        with suppress(AttributeError):
+            e._yulian_pipeline = pipeline  # type: ignore[attr-defined]
 
 
 async def _aiter_one(x: Any) -> AsyncIterator[Any]:
@@ -412,12 +427,13 @@ class Sequence(Composite[In, Out]):
     # stream ----------------------------------------------------------------------------------------------
     def _pipeline(self, source: Iterator[Any], cfg: RunConfig | None) -> Iterator[Any]:
         it = source
+        marker = object()
         for step, label in zip(self.steps, self._labels, strict=True):
             if cfg is not None and cfg.callbacks and not step._traces_itself:
                 it = traced_iter(step, "step", None, partial(step.transform, it), cfg)
             else:
                 it = step.transform(it)
-            it = _annotated(it, label)
+            it = _annotated(it, label, marker)
         return it
 
     def stream(self, input: In, config: ConfigLike = None) -> Iterator[Out]:
@@ -432,8 +448,9 @@ class Sequence(Composite[In, Out]):
 
     def _apipeline(self, source: AsyncIterator[Any]) -> AsyncIterator[Any]:
         it = source
+        marker = object()
         for step, label in zip(self.steps, self._labels, strict=True):
-            it = _aannotated(step.atransform(it), label)
+            it = _aannotated(step.atransform(it), label, marker)
         return it
 
     async def astream(self, input: In, config: ConfigLike = None) -> AsyncIterator[Out]:

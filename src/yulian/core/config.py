@@ -77,7 +77,7 @@ class RunConfig:
             callbacks=_union(self.callbacks, child.callbacks),
             max_concurrency=child.max_concurrency or self.max_concurrency,
             timeout=child.timeout or self.timeout,
-            run_name=child.run_name,
+            run_name=child.run_name or self.run_name,
             deadline=deadline,
             parent=child.parent or self.parent,
         )
