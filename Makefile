@@ -37,7 +37,6 @@ integration: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/chain_overhead.py
-	$(PY) bench/import_time.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache src/*.egg-info

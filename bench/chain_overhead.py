@@ -39,6 +39,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
+from _common import calibrate, fmt_rate, fmt_us, git_state, machine_info, ratio, timed
+
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 VENVS = BENCH / ".venvs"
@@ -339,29 +341,6 @@ VERSION_DISTS = {
 }
 
 
-def _timed(fn: Callable[[int], None], n: int) -> tuple[float, float]:
-    import gc
-
-    gc.collect()
-    wall0 = time.perf_counter()
-    cpu0 = time.process_time()
-    fn(n)
-    cpu = time.process_time() - cpu0
-    return cpu, time.perf_counter() - wall0
-
-
-def _calibrate(fn: Callable[[int], None], target_s: float) -> int:
-    """Iterations that make one measurement take about `target_s` of CPU time (at least 1)."""
-    n = 1
-    while True:
-        cpu, _ = _timed(fn, n)
-        if cpu >= 0.05 or n >= 10**8:
-            break
-        n *= max(2, min(100, int(0.1 / max(cpu, 1e-6))))
-    cpu, _ = _timed(fn, n)  # once more, warm
-    return max(1, round(n * target_s / max(cpu, 1e-9)))
-
-
 def worker(impl: str) -> None:
     """Serve measurement requests, one JSON line in, one JSON line out, until stdin closes."""
     proto: IO[str] = os.fdopen(os.dup(1), "w", buffering=1)
@@ -396,9 +375,9 @@ def worker(impl: str) -> None:
     for line in sys.stdin:
         msg = json.loads(line)
         if msg["cmd"] == "calibrate":
-            reply({"n": _calibrate(ops[msg["op"]], msg["target_s"])})
+            reply({"n": calibrate(ops[msg["op"]], msg["target_s"])})
         elif msg["cmd"] == "run":
-            cpu, wall = _timed(ops[msg["op"]], msg["n"])
+            cpu, wall = timed(ops[msg["op"]], msg["n"])
             reply({"cpu": cpu, "wall": wall})
         else:
             break
@@ -537,35 +516,6 @@ def measure_imports(pythons: dict[str, Path], runs: int) -> dict[str, Any]:
     return result
 
 
-def machine_info() -> dict[str, Any]:
-    model = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "cpu_model": model,
-        "cpus": os.cpu_count(),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "loadavg_start": os.getloadavg(),
-    }
-
-
-def git_state() -> dict[str, Any]:
-    """The commit the yulian numbers were measured at, and whether src/ had uncommitted changes."""
-
-    def git(*cmd: str) -> str:
-        out = subprocess.run(["git", *cmd], capture_output=True, text=True, cwd=ROOT, check=False)
-        return out.stdout.strip()
-
-    dirty = bool(git("status", "--porcelain", "src"))
-    return {"commit": git("rev-parse", "HEAD") or None, "src_dirty": dirty}
-
-
 def summarise(rows: list[dict[str, Any]], unit: str, items: int) -> dict[str, Any]:
     """Medians over rounds: microseconds per call ("call") or items per second ("items"), CPU and wall."""
     if unit == "call":
@@ -683,25 +633,6 @@ def _import_ms(res: dict[str, Any], impl: str) -> float | None:
     return imp["cpu_ms_median"] if imp else None
 
 
-def _fmt_us(v: float | None) -> str:
-    if v is None:
-        return "n/a"
-    return f"{v:,.2f}" if v < 10 else f"{v:,.1f}" if v < 100 else f"{v:,.0f}"
-
-
-def _fmt_rate(v: float | None) -> str:
-    if v is None:
-        return "n/a"
-    return f"{v / 1e3:,.1f}k" if v < 1e6 else f"{v / 1e6:,.2f}M"
-
-
-def _ratio(num: float | None, den: float | None) -> str:
-    if num is None or den is None or den == 0:
-        return "n/a"
-    r = num / den
-    return f"{r:,.1f}x" if r < 100 else f"{r:,.0f}x"
-
-
 def markdown(res: dict[str, Any]) -> str:
     m = res["machine"]
     s = res["settings"]
@@ -727,13 +658,13 @@ def markdown(res: dict[str, Any]) -> str:
         d = impls[impl]
         dist = MAIN_DIST.get(impl)
         label = f"{d['label']} {d['versions'].get(dist, '')}".strip() if dist else d["label"]
-        batch = _fmt_rate(_get(res, impl, "batch"))
+        batch = fmt_rate(_get(res, impl, "batch"))
         if "batch_mc1" in d["ops"]:
-            batch += f" (max_concurrency=1: {_fmt_rate(_get(res, impl, 'batch_mc1'))})"
+            batch += f" (max_concurrency=1: {fmt_rate(_get(res, impl, 'batch_mc1'))})"
         imp = _import_ms(res, impl)
         lines.append(
-            f"| {label} | {_fmt_us(_get(res, impl, 'invoke'))} | {_fmt_us(_get(res, impl, 'ainvoke'))} "
-            f"| {_fmt_us(_get(res, impl, 'stream'))} | {batch} | {_fmt_rate(_get(res, impl, 'abatch'))} "
+            f"| {label} | {fmt_us(_get(res, impl, 'invoke'))} | {fmt_us(_get(res, impl, 'ainvoke'))} "
+            f"| {fmt_us(_get(res, impl, 'stream'))} | {batch} | {fmt_rate(_get(res, impl, 'abatch'))} "
             f"| {'n/a' if imp is None else f'{imp:,.0f}'} |"
         )
     if "yulian" in impls:
@@ -754,9 +685,9 @@ def markdown(res: dict[str, Any]) -> str:
             "",
             "| yulian target | measured | result |",
             "|---|--:|:-:|",
-            f"| invoke <= {t['invoke_us']:g} µs CPU per 3-step call | {_fmt_us(inv)} µs "
+            f"| invoke <= {t['invoke_us']:g} µs CPU per 3-step call | {fmt_us(inv)} µs "
             f"| {verdict(None if inv is None else inv <= t['invoke_us'])} |",
-            f"| batch of 1,000 >= {t['batch_items_per_s'] / 1e3:,.0f}k items/s | {_fmt_rate(bat)} "
+            f"| batch of 1,000 >= {t['batch_items_per_s'] / 1e3:,.0f}k items/s | {fmt_rate(bat)} "
             f"| {verdict(None if bat is None else bat >= t['batch_items_per_s'])} |",
             f"| `import yulian` <= {t['import_ms']:g} ms CPU | {'n/a' if imp is None else f'{imp:,.1f} ms'} "
             f"| {verdict(None if imp is None else imp <= t['import_ms'])} |",
@@ -768,10 +699,10 @@ def markdown(res: dict[str, Any]) -> str:
                 continue
             cells = []
             for op in ["invoke", "ainvoke", "stream"]:
-                cells.append(_ratio(_get(res, impl, op), _get(res, "yulian", op)))
+                cells.append(ratio(_get(res, impl, op), _get(res, "yulian", op)))
             for op in ["batch", "abatch"]:  # rates: higher is better, so yulian over the other
-                cells.append(_ratio(_get(res, "yulian", op), _get(res, impl, op)))
-            cells.append(_ratio(_import_ms(res, impl), _import_ms(res, "yulian")))
+                cells.append(ratio(_get(res, "yulian", op), _get(res, impl, op)))
+            cells.append(ratio(_import_ms(res, impl), _import_ms(res, "yulian")))
             ratio_rows.append(f"| {impls[impl]['label']} | " + " | ".join(cells) + " |")
         if ratio_rows:
             lines += [
@@ -793,7 +724,7 @@ def markdown(res: dict[str, Any]) -> str:
     if "langchain" in impls:
         ops = impls["langchain"]["ops"]
         wall = ops.get("batch", {}).get("wall_items_per_s")
-        wall_text = f" Default batch wall-clock: {_fmt_rate(wall)} items/s." if wall else ""
+        wall_text = f" Default batch wall-clock: {fmt_rate(wall)} items/s." if wall else ""
         notes.append(
             "- langchain-core `batch` runs each step's batch on a `ThreadPoolExecutor` (default "
             "`max_workers=None`: min(32, cpus + 4) threads); `config={'max_concurrency': 1}` still uses a "
@@ -806,7 +737,7 @@ def markdown(res: dict[str, Any]) -> str:
         notes.append(
             "- DSPy: `module(x)` / `await module.acall(x)` (each child defines `aforward`). batch: "
             + d["info"]["batch"]
-            + (f" (wall-clock {_fmt_rate(wall)} items/s)" if wall else "")
+            + (f" (wall-clock {fmt_rate(wall)} items/s)" if wall else "")
             + f". stream {d['info']['stream'].removeprefix('n/a: ')}"
             + f"; abatch {d['info']['abatch'].removeprefix('n/a: ')}."
         )

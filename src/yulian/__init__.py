@@ -21,6 +21,7 @@ from yulian.core import (
     route,
     runnable,
     transform,
+    use_config,
 )
 
 __version__ = "0.1.0"
@@ -43,4 +44,5 @@ __all__ = [
     "route",
     "runnable",
     "transform",
+    "use_config",
 ]

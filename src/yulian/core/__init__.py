@@ -4,7 +4,7 @@
 """
 
 from yulian.core.compose import Parallel, Sequence, parallel
-from yulian.core.config import RunConfig, current_config
+from yulian.core.config import RunConfig, current_config, use_config
 from yulian.core.flow import (
     Assign,
     Branch,
@@ -18,7 +18,17 @@ from yulian.core.flow import (
     pick,
     route,
 )
-from yulian.core.runnable import Lambda, Runnable, Transform, coerce, error_path, runnable, transform
+from yulian.core.runnable import (
+    Lambda,
+    Runnable,
+    Transform,
+    aiterate_in,
+    coerce,
+    error_path,
+    iterate_in,
+    runnable,
+    transform,
+)
 from yulian.core.tracing import Callback, JsonlTracer, MemoryTracer, Span
 from yulian.core.wrappers import Configured, Fallbacks, Retry
 
@@ -42,15 +52,18 @@ __all__ = [
     "Sequence",
     "Span",
     "Transform",
+    "aiterate_in",
     "assign",
     "branch",
     "coerce",
     "current_config",
     "error_path",
+    "iterate_in",
     "parallel",
     "passthrough",
     "pick",
     "route",
     "runnable",
     "transform",
+    "use_config",
 ]

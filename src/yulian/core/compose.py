@@ -19,8 +19,10 @@ from yulian.core.runnable import (
     ConfigLike,
     Runnable,
     add_pieces,
+    alast_piece,
     annotate,
     coerce,
+    last_piece,
     trace_call,
     with_deadline,
 )
@@ -222,6 +224,11 @@ async def _aannotated(iterator: AsyncIterator[Any], label: str, pipeline: object
     except Exception as e:
         _annotate_once(e, label, pipeline)
         raise
+
+
+def _consumes_stream(step: Runnable[Any, Any]) -> bool:
+    """Whether `step` reads its input piece by piece (it overrides `transform`) rather than joining it."""
+    return type(step).transform is not Runnable.transform
 
 
 def _annotate_once(e: BaseException, label: str, pipeline: object | None) -> None:
@@ -428,7 +435,11 @@ class Sequence(Composite[In, Out]):
     def _pipeline(self, source: Iterator[Any], cfg: RunConfig | None) -> Iterator[Any]:
         it = source
         marker = object()
+        previous: Runnable[Any, Any] | None = None
         for step, label in zip(self.steps, self._labels, strict=True):
+            if previous is not None and previous.stream_snapshots and not _consumes_stream(step):
+                it = last_piece(it)
+            previous = step
             if cfg is not None and cfg.callbacks and not step._traces_itself:
                 it = traced_iter(step, "step", None, partial(step.transform, it), cfg)
             else:
@@ -449,7 +460,11 @@ class Sequence(Composite[In, Out]):
     def _apipeline(self, source: AsyncIterator[Any]) -> AsyncIterator[Any]:
         it = source
         marker = object()
+        previous: Runnable[Any, Any] | None = None
         for step, label in zip(self.steps, self._labels, strict=True):
+            if previous is not None and previous.stream_snapshots and not _consumes_stream(step):
+                it = alast_piece(it)
+            previous = step
             it = _aannotated(step.atransform(it), label, marker)
         return it
 

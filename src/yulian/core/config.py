@@ -11,7 +11,8 @@ finding it empty, calls its steps directly.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from contextvars import ContextVar, Token
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, cast
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING, Any, cast
 if TYPE_CHECKING:
     from yulian.core.tracing import Callback, Span
 
-__all__ = ["RunConfig", "current_config", "ensure_config"]
+__all__ = ["RunConfig", "current_config", "ensure_config", "use_config"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,9 +38,9 @@ class RunConfig:
         parent: the span of the step in progress, so nested calls record their trace parent (set by yulian).
     """
 
-    tags: tuple[str, ...] = ()
+    tags: Sequence[str] = ()
     metadata: Mapping[str, Any] = field(default_factory=dict)
-    callbacks: tuple[Callback, ...] = ()
+    callbacks: Sequence[Callback] = ()
     max_concurrency: int | None = None
     timeout: float | None = None
     run_name: str | None = None
@@ -121,6 +122,24 @@ def ensure_config(config: RunConfig | Mapping[str, Any] | None) -> RunConfig:
     if passed.timeout is not None:  # the clock starts when the call starts, not when the config was built
         cfg = replace(cfg, deadline=_earliest(cfg.deadline, time.monotonic() + passed.timeout))
     return cfg
+
+
+@contextmanager
+def use_config(config: RunConfig | Mapping[str, Any] | None) -> Iterator[RunConfig]:
+    """Make `config` (refining the ambient one) the run context inside the block; a no-op for None.
+
+    Components that take `config=` and call other code use it so that code sees the same tags, callbacks and
+    deadline: `with use_config(config): return self._generate(messages)`. Works in sync and async code.
+    """
+    if config is None:
+        yield current_config()
+        return
+    cfg = ensure_config(config)
+    token = _CURRENT.set(cfg)
+    try:
+        yield cfg
+    finally:
+        _CURRENT.reset(token)
 
 
 def _set(config: RunConfig) -> Token[RunConfig | None]:

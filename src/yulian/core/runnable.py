@@ -25,7 +25,17 @@ if TYPE_CHECKING:
     from yulian.core.compose import Sequence as SequenceRunnable
     from yulian.core.wrappers import Configured, Fallbacks, Retry
 
-__all__ = ["Lambda", "Runnable", "Transform", "coerce", "error_path", "runnable", "transform"]
+__all__ = [
+    "Lambda",
+    "Runnable",
+    "Transform",
+    "aiterate_in",
+    "coerce",
+    "error_path",
+    "iterate_in",
+    "runnable",
+    "transform",
+]
 
 In = TypeVar("In")
 Out = TypeVar("Out")
@@ -38,6 +48,10 @@ class Runnable(Generic[In, Out]):
     """A unit of work with sync, async, batch and streaming entry points."""
 
     _name: str | None = None
+
+    stream_snapshots: bool = False
+    """Whether each piece of `stream` is the whole output so far (not a delta): a next step joining the pieces
+    then keeps the last one instead of adding them up."""
 
     blocking: bool = True
     """Whether `invoke` blocks (I/O, heavy compute): async offloads it to a thread, batch uses a thread pool."""
@@ -331,7 +345,7 @@ class Lambda(Runnable[In, Out]):
             iterator = self.func(input, **kwargs)
         finally:
             _reset(token)
-        yield from _iterate_in(iterator, ensure_config(config))
+        yield from iterate_in(iterator, ensure_config(config))
 
     def _with_config(self, config: ConfigLike, func: Callable[[Any], Any], input: Any) -> Any:
         token = _set(ensure_config(config))
@@ -369,7 +383,7 @@ class Lambda(Runnable[In, Out]):
             async for item in agen:
                 yield item
             return
-        async for item in _aiterate_in(agen, ensure_config(config)):
+        async for item in aiterate_in(agen, ensure_config(config)):
             yield item
 
     # description -----------------------------------------------------------------------------------------
@@ -423,7 +437,7 @@ class Transform(Lambda[In, Out]):
         if config is None:
             yield from self.func(iter(inputs))
         else:
-            yield from _iterate_in(self.func(iter(inputs)), ensure_config(config))
+            yield from iterate_in(self.func(iter(inputs)), ensure_config(config))
 
     async def ainvoke(self, input: In, config: ConfigLike = None) -> Out:
         return cast(Out, await aaggregate(self.astream(input, config)))
@@ -435,7 +449,7 @@ class Transform(Lambda[In, Out]):
     async def atransform(self, inputs: AsyncIterator[In], config: ConfigLike = None) -> AsyncIterator[Out]:
         if self._is_agen:
             agen = self.func(inputs)
-            source = agen if config is None else _aiterate_in(agen, ensure_config(config))
+            source = agen if config is None else aiterate_in(agen, ensure_config(config))
             async for item in source:
                 yield item
         else:  # a sync transform fed from an async source: collect, then run
@@ -522,7 +536,7 @@ def annotate(exc: BaseException, segment: str) -> None:
 
 
 def aggregate(pieces: Iterable[Any]) -> Any:
-    """Join stream pieces: `+` where the type supports it (text, message chunks), dicts key by key, else last."""
+    """Join stream pieces: with `+` (text, message chunks, lists), dicts key by key."""
     iterator = iter(pieces)
     try:
         acc = next(iterator)
@@ -552,10 +566,33 @@ def add_pieces(a: Any, b: Any) -> Any:
     try:
         return a + b
     except TypeError:
-        return b
+        raise TypeError(
+            f"cannot join stream pieces {type(a).__name__} + {type(b).__name__}: give the type an __add__, or set "
+            "stream_snapshots = True on the step that streams them if each piece is the whole output so far"
+        ) from None
 
 
-def _iterate_in(iterator: Iterator[Any], cfg: RunConfig) -> Iterator[Any]:
+def last_piece(pieces: Iterable[Any]) -> Iterator[Any]:
+    """Only the last of a stream of snapshots (see `Runnable.stream_snapshots`)."""
+    last: Any = _NO_PIECE
+    for last in pieces:  # noqa: B007 - we want the final value
+        pass
+    if last is not _NO_PIECE:
+        yield last
+
+
+async def alast_piece(pieces: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    last: Any = _NO_PIECE
+    async for last in pieces:  # noqa: B007
+        pass
+    if last is not _NO_PIECE:
+        yield last
+
+
+_NO_PIECE: Any = object()
+
+
+def iterate_in(iterator: Iterator[Any], cfg: RunConfig) -> Iterator[Any]:
     """Pull `iterator` with `cfg` as the run context only while it runs, never while the consumer does."""
     while True:
         token = _set(cfg)
@@ -568,7 +605,7 @@ def _iterate_in(iterator: Iterator[Any], cfg: RunConfig) -> Iterator[Any]:
         yield item
 
 
-async def _aiterate_in(iterator: AsyncIterator[Any], cfg: RunConfig) -> AsyncIterator[Any]:
+async def aiterate_in(iterator: AsyncIterator[Any], cfg: RunConfig) -> AsyncIterator[Any]:
     while True:
         token = _set(cfg)
         try:
@@ -640,11 +677,34 @@ def _params(func: Callable[..., Any]) -> list[str]:
 
 
 def _generic_arg(cls: type, index: int) -> Any:
+    args = _runnable_args(cls)
+    if args is None or isinstance(args[index], TypeVar):
+        return Any
+    return args[index]
+
+
+def _runnable_args(cls: type) -> tuple[Any, ...] | None:
+    """The (In, Out) a class binds on `Runnable`, resolved through intermediate generic bases."""
+    import typing
+
     for base in getattr(cls, "__orig_bases__", ()):
-        args = getattr(base, "__args__", None)
-        if args and len(args) == 2 and not isinstance(args[index], TypeVar):
-            return args[index]
-    return Any
+        origin = typing.get_origin(base) or base
+        if not (isinstance(origin, type) and issubclass(origin, Runnable)):
+            continue
+        args = typing.get_args(base)
+        if origin is Runnable:
+            return args if len(args) == 2 else None
+        parent = _runnable_args(origin)
+        if parent is None:
+            continue
+        mapping = dict(zip(getattr(origin, "__parameters__", ()), args, strict=False))
+        return tuple(mapping.get(a, a) if isinstance(a, TypeVar) else a for a in parent)
+    for base in cls.__bases__:
+        if issubclass(base, Runnable) and base is not Runnable:
+            found = _runnable_args(base)
+            if found is not None:
+                return found
+    return None
 
 
 def _type_name(tp: Any) -> str:
@@ -652,7 +712,9 @@ def _type_name(tp: Any) -> str:
         return "Any"
     if isinstance(tp, type):
         return tp.__name__
-    return str(tp).replace("typing.", "")
+    import re
+
+    return re.sub(r"\b(?:[A-Za-z_]\w*\.)+([A-Za-z_]\w*)", r"\1", str(tp))  # collections.abc.Mapping -> Mapping
 
 
 def _short_repr(obj: Any, limit: int = 60) -> str:

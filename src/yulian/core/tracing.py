@@ -13,6 +13,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -161,9 +162,9 @@ def start_span(
     name: str,
     kind: str,
     inputs: Any,
-    callbacks: tuple[Callback, ...],
+    callbacks: Sequence[Callback],
     parent: Span | None,
-    tags: tuple[str, ...],
+    tags: Sequence[str],
     metadata: Any,
 ) -> Span:
     run_id = _new_id()
@@ -174,7 +175,7 @@ def start_span(
         name=name,
         kind=kind,
         inputs=inputs,
-        tags=tags,
+        tags=tuple(tags),
         metadata=dict(metadata),
         start=time.time(),
     )
@@ -187,7 +188,7 @@ def start_span(
 
 
 def end_span(
-    span: Span, callbacks: tuple[Callback, ...], outputs: Any = None, error: BaseException | None = None
+    span: Span, callbacks: Sequence[Callback], outputs: Any = None, error: BaseException | None = None
 ) -> None:
     span.end = time.time()
     span.outputs = outputs

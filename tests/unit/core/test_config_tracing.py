@@ -156,3 +156,17 @@ def test_batch_with_callbacks_traces_each_step_batch() -> None:
     assert chain.batch([1, 2], RunConfig(callbacks=[tracer])) == [4, 6]
     kinds = sorted((s.name, s.kind) for s in tracer.spans)
     assert kinds == [("dbl", "batch"), ("inc", "batch"), ("inc | dbl", "batch")]
+
+
+def test_use_config_makes_a_config_current_inside_a_component() -> None:
+    from yulian import use_config
+    from yulian.core import Runnable
+
+    class Leaf(Runnable[int, tuple[str, ...]]):
+        def invoke(self, input: int, config: object = None) -> tuple[str, ...]:
+            with use_config(config):  # type: ignore[arg-type]
+                return tuple(current_config().tags)
+
+    assert Leaf().invoke(1, RunConfig(tags=("x",))) == ("x",)
+    assert Leaf().invoke(1) == ()
+    assert current_config().tags == ()

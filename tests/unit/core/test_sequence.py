@@ -154,3 +154,23 @@ def test_named_sequence_is_not_flattened() -> None:
     outer = inner | add1
     assert len(outer.steps) == 2
     assert outer.steps[0].name == "prep"
+
+
+def test_types_resolve_through_generic_intermediate_bases() -> None:
+    from typing import Generic, TypeVar
+
+    T = TypeVar("T")
+
+    class Parser(Runnable[str, T], Generic[T]):
+        def invoke(self, input: str, config: object = None) -> T:
+            raise NotImplementedError
+
+    class IntParser(Parser[int]):
+        pass
+
+    class Concrete(IntParser):
+        pass
+
+    assert Concrete().input_type is str
+    assert Concrete().output_type is int
+    assert "Concrete: str -> int" in Concrete().describe()

@@ -176,3 +176,38 @@ def test_stream_error_in_middle_step_names_only_that_step() -> None:
     with pytest.raises(ValueError, match="mid") as ainfo:
         asyncio.run(collect())
     assert error_path(ainfo.value) == "step 2 (bad)"
+
+
+def test_snapshot_streams_hand_the_last_piece_to_a_joining_step() -> None:
+    from yulian.core import Runnable
+
+    class Snapshots(Runnable[str, dict[str, str]]):
+        stream_snapshots = True
+        blocking = False
+
+        def invoke(self, input: str, config: object = None) -> dict[str, str]:
+            return {"a": input}
+
+        def stream(self, input: str, config: object = None) -> Iterator[dict[str, str]]:
+            for i in range(1, len(input) + 1):
+                yield {"a": input[:i]}
+
+    chain = Snapshots() | (lambda d: d["a"].upper())
+    assert list(chain.stream("abc")) == ["ABC"]  # not "AABABC"
+
+    async def collect() -> list[str]:
+        return [p async for p in chain.astream("abc")]
+
+    assert asyncio.run(collect()) == ["ABC"]
+
+
+def test_unjoinable_pieces_raise_a_clear_error() -> None:
+    class Box:
+        pass
+
+    def boxes(x: int) -> Iterator[Box]:
+        yield Box()
+        yield Box()
+
+    with pytest.raises(TypeError, match="cannot join stream pieces Box \\+ Box"):
+        runnable(boxes).invoke(1)

@@ -1,0 +1,89 @@
+"""Helpers shared by the benchmarks: machine and git facts for the JSON results, number formatting.
+
+Standard library only: benchmark workers import it inside the anchors' own venvs too.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+
+__all__ = ["calibrate", "fmt_rate", "fmt_us", "git_state", "machine_info", "ratio", "timed"]
+
+
+def machine_info() -> dict[str, Any]:
+    model = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cpu_model": model,
+        "cpus": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "loadavg_start": os.getloadavg(),
+    }
+
+
+def git_state() -> dict[str, Any]:
+    """The commit the yulian numbers were measured at, and whether src/ had uncommitted changes."""
+
+    def git(*cmd: str) -> str:
+        out = subprocess.run(["git", *cmd], capture_output=True, text=True, cwd=ROOT, check=False)
+        return out.stdout.strip()
+
+    dirty = bool(git("status", "--porcelain", "src"))
+    return {"commit": git("rev-parse", "HEAD") or None, "src_dirty": dirty}
+
+
+def fmt_us(v: float | None) -> str:
+    if v is None:
+        return "n/a"
+    return f"{v:,.2f}" if v < 10 else f"{v:,.1f}" if v < 100 else f"{v:,.0f}"
+
+
+def fmt_rate(v: float | None) -> str:
+    if v is None:
+        return "n/a"
+    return f"{v / 1e3:,.1f}k" if v < 1e6 else f"{v / 1e6:,.2f}M"
+
+
+def ratio(num: float | None, den: float | None) -> str:
+    if num is None or den is None or den == 0:
+        return "n/a"
+    r = num / den
+    return f"{r:,.1f}x" if r < 100 else f"{r:,.0f}x"
+
+
+def timed(fn: Callable[[int], None], n: int) -> tuple[float, float]:
+    import gc
+
+    gc.collect()
+    wall0 = time.perf_counter()
+    cpu0 = time.process_time()
+    fn(n)
+    cpu = time.process_time() - cpu0
+    return cpu, time.perf_counter() - wall0
+
+
+def calibrate(fn: Callable[[int], None], target_s: float) -> int:
+    """Iterations that make one measurement take about `target_s` of CPU time (at least 1)."""
+    n = 1
+    while True:
+        cpu, _ = timed(fn, n)
+        if cpu >= 0.05 or n >= 10**8:
+            break
+        n *= max(2, min(100, int(0.1 / max(cpu, 1e-6))))
+    cpu, _ = timed(fn, n)  # once more, warm
+    return max(1, round(n * target_s / max(cpu, 1e-9)))
