@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["COMMANDS", "build_parser", "main"]
+__all__ = ["all_commands", "build_parser", "main"]
 
 
 # ============================================================================================ commands
@@ -38,7 +38,20 @@ def demo(question: str = "What is a language chain?", stream: bool = True) -> No
     run(question=question, stream=stream)
 
 
-COMMANDS: dict[str, Callable[..., Any]] = {"demo": demo, "version": version}
+def all_commands() -> dict[str, Callable[..., Any]]:
+    """Every `yulian` subcommand by name. Command modules import only light modules at top level."""
+    from yulian.retrieval.commands import index, search
+    from yulian.retrieval.split_commands import split_command
+    from yulian.tuning.data_commands import data_command
+
+    return {
+        "data": data_command,
+        "demo": demo,
+        "index": index,
+        "search": search,
+        "split": split_command,
+        "version": version,
+    }
 
 
 # ============================================================================================ machinery
@@ -118,7 +131,7 @@ def build_parser(commands: dict[str, Callable[..., Any]] | None = None) -> argpa
         description="语链 yulian: chain, fine-tune, protect, compress and serve language models.",
     )
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
-    for name, func in (commands or COMMANDS).items():
+    for name, func in (commands or all_commands()).items():
         _add_command(sub, name, func)
     return parser
 
@@ -136,7 +149,7 @@ def main(argv: Sequence[str] | None = None, commands: dict[str, Callable[..., An
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except (ValueError, TypeError, KeyError, FileNotFoundError, ImportError, TimeoutError) as e:
+    except (ValueError, TypeError, KeyError, OSError, ImportError, TimeoutError) as e:
         from yulian.core.runnable import error_path
 
         where = error_path(e)

@@ -9,7 +9,7 @@ import types
 
 import pytest
 
-PACKAGES = ["yulian", "yulian.core", "yulian.prompts", "yulian.testing", "yulian.models", "yulian.retrieval"]
+PACKAGES = ["yulian", "yulian.core", "yulian.prompts", "yulian.testing", "yulian.models", "yulian.retrieval", "yulian.tuning"]
 
 
 @pytest.mark.parametrize("name", PACKAGES)
@@ -31,7 +31,7 @@ def test_all_is_sorted_complete_and_importable(name: str) -> None:
 
 def test_import_yulian_is_light() -> None:
     code = (
-        "import sys, yulian, yulian.prompts, yulian.testing, yulian.models, yulian.retrieval\n"
+        "import sys, yulian, yulian.prompts, yulian.testing, yulian.models, yulian.retrieval, yulian.tuning\n"
         "heavy = ['torch', 'transformers', 'numpy', 'pydantic', 'asyncio', 'fastapi', 'flwr']\n"
         "print(','.join(m for m in heavy if m in sys.modules))"
     )

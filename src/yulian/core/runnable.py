@@ -463,7 +463,7 @@ class Transform(Lambda[In, Out]):
 
 # ============================================================================================ public helpers
 @overload
-def runnable(func: Callable[..., Any], /) -> Lambda[Any, Any]: ...
+def runnable(func: Callable[..., Any], /, *, name: str | None = None, blocking: bool = False) -> Lambda[Any, Any]: ...
 @overload
 def runnable(
     func: None = None, /, *, name: str | None = None, blocking: bool = False
