@@ -9,7 +9,15 @@ import types
 
 import pytest
 
-PACKAGES = ["yulian", "yulian.core", "yulian.prompts", "yulian.testing", "yulian.models", "yulian.retrieval", "yulian.tuning"]
+PACKAGES = [
+    "yulian",
+    "yulian.core",
+    "yulian.prompts",
+    "yulian.testing",
+    "yulian.models",
+    "yulian.retrieval",
+    "yulian.tuning",
+]
 
 
 @pytest.mark.parametrize("name", PACKAGES)
