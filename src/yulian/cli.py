@@ -40,14 +40,19 @@ def demo(question: str = "What is a language chain?", stream: bool = True) -> No
 
 def all_commands() -> dict[str, Callable[..., Any]]:
     """Every `yulian` subcommand by name. Command modules import only light modules at top level."""
+    from yulian.models.chat_commands import chat, models
+    from yulian.models.embed_commands import embed
     from yulian.retrieval.commands import index, search
     from yulian.retrieval.split_commands import split_command
     from yulian.tuning.data_commands import data_command
 
     return {
+        "chat": chat,
         "data": data_command,
         "demo": demo,
+        "embed": embed,
         "index": index,
+        "models": models,
         "search": search,
         "split": split_command,
         "version": version,

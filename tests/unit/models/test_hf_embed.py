@@ -1,0 +1,162 @@
+"""HFEmbedder on a tiny random BERT built inline: pooling, normalisation, batching, padding, dtype choice."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+import numpy as np
+import torch
+from tiny_hf import save_random, single_thread  # noqa: F401 - fixture
+
+from yulian import runnable
+from yulian.models import hf_encoder
+from yulian.models.hf_embed import HFEmbedder
+
+TEXTS = [
+    "the quick brown fox",
+    "我的卡丢了",
+    "john smith lives in paris and works at apple , a very good film",
+    "dog",
+    "",
+    "new york 北京 上海 is a great city",
+]
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return save_random(tmp_path_factory.mktemp("embed"), "BertModel")
+
+
+@pytest.fixture(scope="module")
+def embedder(model_dir: Path) -> HFEmbedder:
+    return HFEmbedder(str(model_dir), dtype="float32", batch_size=4).warm_up()
+
+
+def reference(model_dir: Path, text: str, pooling: str = "mean") -> np.ndarray:
+    """The vector computed the plain way: one unpadded forward pass, pooled by hand."""
+    from transformers import AutoModel, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+    model = AutoModel.from_pretrained(str(model_dir)).eval()
+    with torch.no_grad():
+        hidden = model(**tokenizer(text, return_tensors="pt")).last_hidden_state[0]
+    vector = hidden[0] if pooling == "cls" else hidden.mean(dim=0)
+    return (vector / vector.norm()).numpy()
+
+
+def test_constructor_is_cheap_and_dim_needs_no_weights(model_dir: Path) -> None:
+    emb = HFEmbedder(str(model_dir))
+    assert not emb.loaded
+    assert emb.dim == 32  # read from config.json
+    assert not emb.loaded
+    emb.invoke("dog")
+    assert emb.loaded
+
+
+def test_vectors_are_normalised_and_match_a_plain_forward_pass(embedder: HFEmbedder, model_dir: Path) -> None:
+    vectors = embedder.embed_numpy(TEXTS)
+    assert vectors.shape == (len(TEXTS), 32) and vectors.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    for text, vector in zip(TEXTS[:3], vectors[:3], strict=True):
+        np.testing.assert_allclose(vector, reference(model_dir, text), atol=1e-5)
+
+
+def test_cls_pooling_and_no_normalisation(model_dir: Path) -> None:
+    cls = HFEmbedder(str(model_dir), pooling="cls", dtype="float32")
+    np.testing.assert_allclose(cls.embed_numpy(["the dog"])[0], reference(model_dir, "the dog", "cls"), atol=1e-5)
+    raw = HFEmbedder(str(model_dir), normalize=False, dtype="float32").embed_numpy(TEXTS)
+    assert not np.allclose(np.linalg.norm(raw, axis=1), 1.0, atol=1e-3)
+
+
+def test_batch_equals_one_by_one(embedder: HFEmbedder) -> None:
+    together = np.array(embedder.embed(TEXTS))
+    alone = np.array([embedder.invoke(t) for t in TEXTS])
+    np.testing.assert_allclose(together, alone, atol=1e-5)
+    assert embedder.batch(TEXTS) == embedder.embed(TEXTS)
+
+
+def test_padding_does_not_change_a_vector(embedder: HFEmbedder) -> None:
+    short = "dog"
+    long = " ".join(["the quick brown fox jumps over the lazy dog"] * 6)
+    alone = embedder.embed_numpy([short])[0]
+    padded = embedder.with_options(batch_size=2).embed_numpy([long, short])[1]  # padded to the long one
+    np.testing.assert_allclose(alone, padded, atol=1e-5)
+
+
+def test_order_is_kept_whatever_the_batching(model_dir: Path) -> None:
+    one = HFEmbedder(str(model_dir), dtype="float32", batch_size=1).embed_numpy(TEXTS)
+    big = HFEmbedder(str(model_dir), dtype="float32", batch_size=64).embed_numpy(TEXTS)
+    np.testing.assert_allclose(one, big, atol=1e-5)
+    assert np.linalg.matrix_rank(one) == len(TEXTS)  # distinct texts, distinct vectors
+
+
+def test_query_and_passage_prefixes(model_dir: Path) -> None:
+    plain = HFEmbedder(str(model_dir), dtype="float32")
+    e5 = HFEmbedder(str(model_dir), dtype="float32", query_prefix="query: ", passage_prefix="passage: ")
+    np.testing.assert_allclose(e5.embed_query("dog"), plain.invoke("query: dog"), atol=1e-6)
+    np.testing.assert_allclose(e5.embed(["dog"])[0], plain.invoke("passage: dog"), atol=1e-6)
+    assert not np.allclose(e5.embed_query("dog"), e5.invoke("dog"), atol=1e-3)
+
+
+def test_truncation_at_max_length(model_dir: Path) -> None:
+    emb = HFEmbedder(str(model_dir), dtype="float32", max_length=8)
+    head = "the quick brown fox jumps over"  # 6 tokens + [CLS] + [SEP] = 8
+    np.testing.assert_allclose(emb.invoke(head), emb.invoke(head + " the lazy dog"), atol=1e-6)
+
+
+def test_runnable_contract(embedder: HFEmbedder) -> None:
+    chain = runnable(lambda s: s.lower()) | embedder
+    np.testing.assert_allclose(chain.invoke("DOG"), embedder.invoke("dog"), atol=1e-6)
+    assert list(embedder.stream("dog")) == [embedder.invoke("dog")]
+    assert asyncio.run(embedder.ainvoke("dog")) == embedder.invoke("dog")
+    assert asyncio.run(embedder.abatch(["dog", "fox"])) == embedder.batch(["dog", "fox"])
+    assert embedder.embed([]) == [] and embedder.embed_numpy([]).shape == (0, 32)
+    with pytest.raises(TypeError, match="position 1"):
+        embedder.embed_numpy(["ok", 3])  # type: ignore[list-item]
+
+
+def test_bad_options_are_named(model_dir: Path, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="Did you mean 'mean'"):
+        HFEmbedder(str(model_dir), pooling="meen")
+    with pytest.raises(ValueError, match="dtype"):
+        HFEmbedder(str(model_dir), dtype="fp8")
+    with pytest.raises(ValueError, match="batch_size"):
+        HFEmbedder(str(model_dir), batch_size=0)
+    with pytest.raises(FileNotFoundError, match="not found"):
+        HFEmbedder(str(tmp_path / "missing"))
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(FileNotFoundError, match=r"no config\.json"):
+        HFEmbedder(str(empty)).warm_up()
+
+
+def test_auto_dtype_keeps_bf16_only_within_tolerance(model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fp32 = HFEmbedder(str(model_dir), dtype="float32").embed_numpy(TEXTS)
+    monkeypatch.setattr(hf_encoder, "_native_bf16", lambda torch, device: True)
+    chosen = HFEmbedder(str(model_dir))
+    assert chosen.runtime_info()["dtype"] == "bfloat16"
+    assert "cosine" in chosen.runtime_info()["dtype_reason"]
+    assert np.min((chosen.embed_numpy(TEXTS) * fp32).sum(axis=1)) >= 0.99
+    monkeypatch.setattr("yulian.models.hf_embed.BF16_MIN_COSINE", 1.5)  # impossible: bf16 must be refused
+    refused = HFEmbedder(str(model_dir))
+    assert refused.runtime_info()["dtype"] == "float32"
+    assert "out of tolerance" in refused.runtime_info()["dtype_reason"]
+    np.testing.assert_allclose(refused.embed_numpy(TEXTS), fp32, atol=1e-6)
+    monkeypatch.setattr(hf_encoder, "_native_bf16", lambda torch, device: False)
+    assert HFEmbedder(str(model_dir)).runtime_info()["dtype"] == "float32"
+
+
+def test_with_options_shares_weights_unless_they_change(embedder: HFEmbedder) -> None:
+    same = embedder.with_options(normalize=False)
+    assert same.loaded and same._runtime() is embedder._runtime()
+    assert embedder.options.normalize  # the original is untouched
+    other = embedder.with_options(dtype="bfloat16")
+    assert not other.loaded
