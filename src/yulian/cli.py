@@ -26,16 +26,17 @@ def version() -> None:
     print(yulian.__version__)
 
 
-def demo(question: str = "What is a language chain?", stream: bool = True) -> None:
+def demo(question: str = "What is a language chain?", stream: bool = True, real: bool = True) -> None:
     """Run the end-to-end demo on the embedded defaults (offline).
 
     Args:
         question: the question the demo chain answers.
         stream: also show the answer streamed token by token.
+        real: finish with RAG on the real packaged models (MiniLM + SmolLM2); --no-real skips it.
     """
     from yulian.demo import run
 
-    run(question=question, stream=stream)
+    run(question=question, stream=stream, real=real)
 
 
 def all_commands() -> dict[str, Callable[..., Any]]:

@@ -29,8 +29,50 @@ def _title(text: str) -> None:
     print(f"\n== {text} " + "=" * max(0, 66 - len(text)))
 
 
-def run(question: str = "What is a language chain?", stream: bool = True) -> None:
-    """Build a small chain and show every way of calling it."""
+FAQ = [
+    (
+        "How do I reset my card PIN?",
+        "Open the app, go to Cards > Security > Reset PIN, and confirm with your password.",
+    ),
+    (
+        "My card was lost or stolen.",
+        "Freeze the card at once in the app under Cards > Freeze, then order a replacement.",
+    ),
+    ("How long does a transfer take?", "Transfers between our accounts are instant; other banks take one working day."),
+    ("How do I close my account?", "Withdraw your balance, then choose Settings > Close account in the app."),
+    ("信用卡丢了怎么办？", "请立即在 App 中冻结卡片（卡片 > 冻结），然后申请补卡。"),
+    ("转账多久到账？", "本行账户之间实时到账，跨行转账一个工作日内到账。"),
+]
+
+
+def run_real_models(question: str = "How do I reset my PIN?") -> None:
+    """RAG on the embedded defaults: MiniLM retrieval over a small FAQ, SmolLM2 writes the answer, streamed."""
+    from transformers.utils import logging as hf_logging
+
+    from yulian.models import load
+    from yulian.retrieval import Document, FaissIndex, Retriever, rag_chain
+
+    hf_logging.disable_progress_bar()  # transformers' own weight-loading bars: noise at this size
+
+    _title("real packaged models: MiniLM retrieval + SmolLM2 answer")
+    print("(the first run converts the packaged SmolLM2 GGUF once, 20-150 s; later runs load it in ~1 s)")
+    docs = [Document(f"Q: {q}\nA: {a}", {"source": f"faq#{i}"}) for i, (q, a) in enumerate(FAQ, 1)]
+    index = FaissIndex.build(docs, embedder=load("minilm-l6"))
+    llm = load("smollm2-135m-instruct", max_tokens=60, extra={"repetition_penalty": 1.15})
+    rag = rag_chain(Retriever(index, k=2), llm, lang="en")
+    print(f"question: {question}")
+    sources: list[Document] = []
+    print("answer:   ", end="", flush=True)
+    for piece in rag.stream(question):
+        sources = piece.get("sources", sources)
+        print(piece.get("answer", ""), end="", flush=True)
+    print()
+    for i, doc in enumerate(sources, 1):
+        print(f"  [{i}] {doc.metadata['source']} (score {doc.score:.3f}): {doc.text.splitlines()[0]}")
+
+
+def run(question: str = "What is a language chain?", stream: bool = True, real: bool = True) -> None:
+    """Build a small chain and show every way of calling it; then RAG with the real packaged models."""
     prompt = ChatPrompt([("system", "Answer in one sentence."), ("user", "{question}")])
 
     def make_chain() -> Runnable[Any, Any]:  # a fresh fake model answers ANSWERS in order
@@ -105,6 +147,9 @@ def run(question: str = "What is a language chain?", stream: bool = True) -> Non
         lines = path.read_text(encoding="utf-8").splitlines()
     print(memory.tree())
     print(f"({len(lines)} JSONL spans written)")
+
+    if real:
+        run_real_models()
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ from yulian.demo import run
 
 
 def test_demo_shows_invoke_batch_stream_async_and_tracing(capsys: pytest.CaptureFixture[str]) -> None:
-    run(question="What is a language chain?", stream=True)
+    run(question="What is a language chain?", stream=True, real=False)
     out = capsys.readouterr().out
     for section in ("the chain", "invoke", "batch", "stream", "async", "tracing"):
         assert f"== {section}" in out
@@ -20,7 +20,7 @@ def test_demo_shows_invoke_batch_stream_async_and_tracing(capsys: pytest.Capture
 
 
 def test_cli_runs_the_demo_and_reports_bad_usage(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["demo", "--no-stream", "--question", "hi"]) == 0
+    assert main(["demo", "--no-stream", "--no-real", "--question", "hi"]) == 0
     assert "== stream" not in capsys.readouterr().out
     assert main([]) == 2
     with pytest.raises(SystemExit):
