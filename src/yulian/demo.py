@@ -52,7 +52,7 @@ def run_real_models(question: str = "How do I reset my PIN?") -> None:
     from yulian.models import load
     from yulian.retrieval import Document, FaissIndex, Retriever, rag_chain
 
-    hf_logging.disable_progress_bar()  # transformers' own weight-loading bars: noise at this size
+    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # transformers' own weight-loading bars: noise at this size
 
     _title("real packaged models: MiniLM retrieval + SmolLM2 answer")
     print("(the first run converts the packaged SmolLM2 GGUF once, 20-150 s; later runs load it in ~1 s)")
