@@ -62,7 +62,8 @@ _Terms: TypeAlias = tuple[list[int], list[int], int]
 
 # Han ideographs (incl. extensions and compatibility forms)
 _HAN = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
-_RUNS = re.compile(rf"([{_HAN}]+)|([^\W_]+)")
+# Han runs, or runs of other letters/digits that stop at the first Han character (so "iPhone手机" is two runs)
+_RUNS = re.compile(rf"([{_HAN}]+)|((?:(?![{_HAN}])[^\W_])+)")
 _jieba: Any = None
 
 

@@ -265,10 +265,11 @@ class SQLiteChatStore:
                     "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                     rows,
                 )
+                conn.execute("COMMIT")
             except BaseException:
-                conn.execute("ROLLBACK")
+                if conn.in_transaction:  # a failed COMMIT (e.g. SQLITE_BUSY) must not leave the connection stuck
+                    conn.execute("ROLLBACK")
                 raise
-            conn.execute("COMMIT")
 
     def clear(self, session_id: str) -> None:
         """Delete the messages of `session_id`."""

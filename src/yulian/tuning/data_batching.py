@@ -17,7 +17,16 @@ from yulian._optional import require
 
 __all__ = ["PadCollator", "length_grouped_batches", "pad_sequences", "padding_efficiency"]
 
-_PAD_DEFAULTS = {"labels": -100, "attention_mask": 0, "token_type_ids": 0, "special_tokens_mask": 1}
+_PAD_DEFAULTS: dict[str, Any] = {
+    "labels": -100,
+    "attention_mask": 0,
+    "token_type_ids": 0,
+    "special_tokens_mask": 1,
+    "offset_mapping": (0, 0),
+}
+_TOKEN_KEYS = frozenset(
+    {"input_ids", "attention_mask", "token_type_ids", "special_tokens_mask", "position_ids", "offset_mapping"}
+)
 
 
 def length_grouped_batches(
@@ -84,6 +93,12 @@ class PadCollator:
     `attention_mask`/`token_type_ids` with 0, others with 0. `attention_mask` is made when missing. Scalars and
     fixed-length lists (class ids, multi-hot vectors) are stacked. `return_tensors="pt"` gives torch tensors,
     None gives Python lists.
+
+    Token-level fields (`input_ids`, `attention_mask`, `token_type_ids`, `special_tokens_mask`, `position_ids`,
+    `offset_mapping`, padded with (0, 0) pairs) are always sequences. Whether `labels` is one label per token is
+    said by `token_labels` (True: token classification, SFT; False: a class id or multi-hot vector); None guesses
+    from the lengths, which cannot tell a multi-hot vector from token labels when they happen to be as long as
+    the input: tasks should say.
     """
 
     pad_id: int = 0
@@ -91,6 +106,7 @@ class PadCollator:
     pad_to_multiple_of: int | None = None
     padding_side: str = "right"
     return_tensors: str | None = "pt"
+    token_labels: bool | None = None
 
     def __post_init__(self) -> None:
         if self.padding_side not in ("right", "left"):
@@ -111,11 +127,16 @@ class PadCollator:
         batch: dict[str, Any] = {}
         for key in keys:
             values = [f[key] for f in features]
-            is_sequence = (
-                lengths is not None
-                and all(isinstance(v, list | tuple) for v in values)
-                and all(len(v) == n for v, n in zip(values, lengths, strict=True))
-            )
+            if key in _TOKEN_KEYS:
+                is_sequence = lengths is not None
+            elif key == "labels" and self.token_labels is not None:
+                is_sequence = self.token_labels and lengths is not None
+            else:
+                is_sequence = (
+                    lengths is not None
+                    and all(isinstance(v, list | tuple) for v in values)
+                    and all(len(v) == n for v, n in zip(values, lengths, strict=True))
+                )
             if is_sequence:
                 pad = self.pad_id if key == "input_ids" else _PAD_DEFAULTS.get(key, 0)
                 if key == "labels":

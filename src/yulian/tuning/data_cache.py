@@ -14,6 +14,7 @@ import itertools
 import json
 import os
 import tempfile
+import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -26,8 +27,10 @@ _FORMAT_VERSION = 1
 
 
 def cache_root() -> Path:
-    """yulian's cache folder: `$YULIAN_CACHE`, else `~/.cache/yulian`."""
-    return Path(os.environ.get("YULIAN_CACHE") or Path.home() / ".cache" / "yulian").expanduser()
+    """yulian's cache folder, the same one models use (`yulian.models.registry.cache_dir`)."""
+    from yulian.models.registry import cache_dir
+
+    return cache_dir()
 
 
 def texts_digest(texts: Sequence[str], pairs: Sequence[str] | None = None) -> str:
@@ -108,7 +111,7 @@ class TokenCache:
                     bounds = data[f"{name}.offsets"].tolist()
                     out[name] = [flat[a:b] for a, b in itertools.pairwise(bounds)]
                 return out
-        except (OSError, ValueError, KeyError):
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
             return None  # a damaged entry is recomputed and rewritten
         finally:
             if gc_was_enabled:

@@ -161,3 +161,12 @@ def test_parameters_are_validated() -> None:
         BM25Index(chinese="bigrams")  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="tokenizer must be"):
         BM25Index(tokenizer="jieba")  # type: ignore[arg-type]
+
+
+def test_latin_or_digits_next_to_chinese_are_separate_tokens() -> None:
+    from yulian.retrieval.bm25 import tokenize
+
+    assert tokenize("我的iPhone手机坏了", "chars") == ["我", "的", "iphone", "手", "机", "坏", "了"]
+    assert tokenize("支付宝2024年账单", "chars")[:5] == ["支", "付", "宝", "2024", "年"]
+    index = BM25Index.build([Document("iPhone手机坏了怎么办"), Document("手机怎么充值")], chinese="chars")
+    assert len(index.search("手机", k=2)) == 2

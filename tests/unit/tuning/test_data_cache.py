@@ -94,3 +94,15 @@ def test_cache_root_follows_the_environment(tmp_path: Path, monkeypatch: pytest.
     assert len(list((tmp_path / "c" / "tokenized").glob("*.npz"))) == 1
     monkeypatch.delenv("YULIAN_CACHE")
     assert cache_root() == Path.home() / ".cache" / "yulian"
+
+
+def test_truncated_cache_entry_is_recomputed(tmp_path: Path) -> None:
+    from yulian.tuning.data import TokenCache
+
+    cache = TokenCache(tmp_path)
+    path = cache.save("k", {"input_ids": [[1, 2, 3], [4]]})
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    assert cache.load("k") is None
+    path.write_bytes(b"PK\x03\x04garbage")
+    assert cache.load("k") is None

@@ -125,3 +125,19 @@ def test_pad_collator_tensors_and_multi_hot_labels() -> None:
     with pytest.raises(ValueError, match="different lengths"):
         PadCollator(return_tensors=None)([{"input_ids": [1], "x": [1, 2]}, {"input_ids": [1], "x": [1]}])
     assert pad_sequences([[1], [1, 2, 3]], 0, side="left") == [[0, 0, 1], [1, 2, 3]]
+
+
+def test_pad_collator_keeps_multi_hot_labels_and_pads_offset_pairs() -> None:
+    from yulian.tuning.data import PadCollator
+
+    features = [{"input_ids": [5, 6, 7], "labels": [1, 0, 1]}, {"input_ids": [5, 6], "labels": [0, 1, 1]}]
+    batch = PadCollator(return_tensors=None, pad_to_multiple_of=8, token_labels=False)(features)
+    assert batch["labels"] == [[1, 0, 1], [0, 1, 1]]
+    assert len(batch["input_ids"][0]) == 8
+    tagged = [{"input_ids": [5, 6, 7], "labels": [1, 0, 1]}, {"input_ids": [5, 6], "labels": [0, 1]}]
+    tokens = PadCollator(return_tensors=None, token_labels=True)(tagged)
+    assert tokens["labels"] == [[1, 0, 1], [0, 1, -100]]
+    with_offsets = PadCollator()(
+        [{"input_ids": [1, 2], "offset_mapping": [(0, 1), (1, 2)]}, {"input_ids": [1], "offset_mapping": [(0, 3)]}]
+    )
+    assert with_offsets["offset_mapping"].tolist() == [[[0, 1], [1, 2]], [[0, 3], [0, 0]]]
