@@ -24,6 +24,7 @@ callable `metadata -> bool`. A server-backed store translates the dict form into
 
 from __future__ import annotations
 
+import functools
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -274,7 +275,7 @@ def _embed_function(embedder: Any, query: bool) -> Callable[[list[str]], Any]:
     distinguishes them (e5-style "query: " prefixes), passages through `embed_numpy` or `embed`."""
     fast = getattr(embedder, "embed_numpy", None)
     if query:
-        if callable(fast) and _accepts(fast, "query"):
+        if callable(fast) and _accepts(type(embedder), "embed_numpy", "query"):  # type: ignore[arg-type]
             return lambda texts: fast(texts, query=True)
         queries = getattr(embedder, "embed_queries", None)
         if callable(queries):
@@ -284,11 +285,13 @@ def _embed_function(embedder: Any, query: bool) -> Callable[[list[str]], Any]:
     return embedder.embed  # type: ignore[no-any-return]
 
 
-def _accepts(func: Callable[..., Any], name: str) -> bool:
+@functools.lru_cache(maxsize=256)
+def _accepts(cls: type, method: str, name: str) -> bool:
+    """Whether `cls.method` takes a parameter `name` (read once per class, not per search)."""
     import inspect
 
     try:
-        params = inspect.signature(func).parameters
+        params = inspect.signature(getattr(cls, method)).parameters
     except (TypeError, ValueError):
         return False
     return name in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())

@@ -445,6 +445,7 @@ class WithHistory(Runnable[Mapping[str, Any] | str, Any]):
         self.window = window
         self.max_tokens = max_tokens
         self.token_counter = token_counter
+        self._count: Callable[[str], int] | None = None  # built from token_counter on first use, then reused
         self.stream_snapshots = self.chain.stream_snapshots
 
     @property
@@ -484,7 +485,11 @@ class WithHistory(Runnable[Mapping[str, Any] | str, Any]):
         return history, data, user_message
 
     def _with_past(self, data: dict[str, Any], past: list[Message]) -> dict[str, Any]:
-        data[self.history_key] = trim_messages(past, max_tokens=self.max_tokens, token_counter=self.token_counter)
+        if self.token_counter is not None and self._count is None:
+            from yulian.retrieval.splitters import length_function
+
+            self._count = length_function(self.token_counter)  # e.g. a tokenizer path: load it once, not per turn
+        data[self.history_key] = trim_messages(past, max_tokens=self.max_tokens, token_counter=self._count)
         return data
 
     def _reply(self, output: Any) -> Message:

@@ -154,9 +154,11 @@ class Retriever(Runnable[str, list[Document]]):
         dense = next(ix for ix in self.indexes if not isinstance(ix, BM25Index))
         with self._twin_lock:
             state = (id(dense), dense.version)
-            if self._twin is None or self._twin_of != state:
+            if self._twin is None or self._twin_of is None or self._twin_of[0] != state[0]:
                 self._twin = BM25Index.build(dense.documents())
-                self._twin_of = state
+            elif self._twin_of != state:  # the dense index changed: re-tokenise only what changed
+                _sync(self._twin, dense)
+            self._twin_of = state
             return self._twin
 
     # ----------------------------------------------------------------------------------------- runnable
@@ -210,6 +212,18 @@ class Retriever(Runnable[str, list[Document]]):
             rrf([found[i] for found in lists], k=self.rrf_k, weights=self.weights, limit=self.k)
             for i in range(len(queries))
         ]
+
+
+def _sync(twin: BM25Index, source: SearchIndex) -> None:
+    """Make `twin` hold the same documents as `source`, touching only the added, changed and deleted ones."""
+    current = {d.id: d for d in source.documents()}
+    held = {d.id: (d.text, d.metadata) for d in twin.documents()}
+    gone = [i for i in held if i not in current]
+    changed = [d for i, d in current.items() if held.get(i) != (d.text, d.metadata)]
+    if gone:
+        twin.delete(gone)
+    if changed:
+        twin.add(changed)
 
 
 def _query(value: Any, index: int | None) -> str:

@@ -177,3 +177,21 @@ def test_rag_chain_streams_sources_then_answer_tokens() -> None:
 def test_cited_sources_parses_groups_and_ignores_out_of_range() -> None:
     result = {"answer": "See [2, 1] and [7]; also [2].", "sources": [A, B]}
     assert cited_sources(result) == [B, A]
+
+
+def test_hybrid_twin_follows_index_changes_incrementally() -> None:
+    from yulian.retrieval import FaissIndex, Retriever
+    from yulian.testing import FakeEmbedder
+
+    docs = [Document(f"document number {i} about topic {i % 7}") for i in range(50)]
+    index = FaissIndex.build(docs, FakeEmbedder())
+    retriever = Retriever(index, k=3, hybrid=True)
+    retriever.invoke("topic 3")
+    twin = retriever.sources()[-1]
+    index.add([Document("zebra migration facts")])
+    index.delete([docs[0].id])
+    found = retriever.invoke("zebra")
+    assert retriever.sources()[-1] is twin  # updated in place, not rebuilt
+    assert found[0].text == "zebra migration facts"
+    assert docs[0].id not in twin
+    assert len(twin) == len(index)
