@@ -40,6 +40,7 @@ from yulian.core.config import use_config
 from yulian.core.messages import Message, MessageChunk, to_messages
 from yulian.core.runnable import ConfigLike
 from yulian.models.base import ChatInput, ChatModel, GenerationConfig
+from yulian.models.hf_encoder import native_bf16
 from yulian.models.hf_generation import Sampling, SeqState, decode, forward_kwargs
 from yulian.models.registry import ModelNotFoundError, ResolvedModel, hub_load_error, resolve
 
@@ -445,26 +446,13 @@ def _cast_parameters(model: Any, dtype: Any) -> None:
             param.data = param.data.to(dtype)
 
 
-def _native_bf16(torch: Any, device: str) -> bool:
-    """Whether `device` computes bf16 natively, so a bf16 model runs faster than float32."""
-    if device.startswith("cuda"):
-        return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
-    if device != "cpu":
-        return False
-    for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
-        check = getattr(torch.cpu, probe, None)
-        if check is not None and check():
-            return True
-    return False
-
-
 def _auto_dtype(rt: _Runtime, chat: HFChatModel, folder: str) -> tuple[str, str]:
     """("bfloat16" | "float32", why): bf16 when native and its next-token choices agree with float32's.
 
     Leaves `rt.model` in the chosen dtype (reloaded from `folder` when bf16 was tried and rejected).
     """
     torch = rt.torch
-    if not _native_bf16(torch, chat.config.device):
+    if not native_bf16(torch, torch.device(chat.config.device)):
         return "float32", f"auto: float32 ({chat.config.device} has no native bf16 arithmetic)"
     ids = chat._prompt_ids(rt, to_messages(_PROBE))
     with torch.inference_mode():

@@ -327,7 +327,7 @@ class HFEncoder(Runnable[In, Out], Generic[In, Out]):
         torch, requested = rt.torch, self.options.dtype
         if requested in ("float32", "bfloat16", "float16"):
             return rt.model.to(getattr(torch, requested)), requested, f"{requested} requested"
-        if not _native_bf16(torch, rt.device):
+        if not native_bf16(torch, rt.device):
             return rt.model, "float32", f"auto: float32 ({rt.device.type} has no native bf16 arithmetic)"
         candidate = copy.deepcopy(rt.model).to(torch.bfloat16)
         features = self._probe_features(rt.tokenizer, self._max_length(rt))
@@ -399,10 +399,10 @@ def _pick_device(torch: Any, device: str) -> str:
     return "cpu"
 
 
-def _native_bf16(torch: Any, device: Any) -> bool:
+def native_bf16(torch: Any, device: Any) -> bool:
     """Whether `device` computes bf16 natively (so a bf16 model runs faster than float32)."""
     if device.type == "cuda":
-        return bool(torch.cuda.is_bf16_supported())
+        return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
     if device.type != "cpu":
         return False
     cpu = getattr(torch, "cpu", None)

@@ -89,7 +89,7 @@ def test_output_streams_before_input_ends(embedder: HFEmbedder) -> None:
 def test_cli_function_with_a_model_directory(
     model_dir: Path, embedder: HFEmbedder, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setattr(hf_encoder, "_native_bf16", lambda torch, device: False)  # float32 on every machine
+    monkeypatch.setattr(hf_encoder, "native_bf16", lambda torch, device: False)  # float32 on every machine
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO("dog\n北京\n".encode())))
     embed(model=str(model_dir), batch_size=1, normalize=False)
     rows = [json.loads(r) for r in capsys.readouterr().out.splitlines()]

@@ -236,10 +236,10 @@ def test_a_model_without_chat_template_falls_back_with_a_warning(tmp_path: Path)
 def test_dtype_auto_checks_bf16_against_float32(folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import yulian.models.hf_chat as hf_chat
 
-    monkeypatch.setattr(hf_chat, "_native_bf16", lambda torch, device: False)
+    monkeypatch.setattr(hf_chat, "native_bf16", lambda torch, device: False)
     info = HFChatModel(str(folder)).runtime_info()
     assert info["dtype"] == "float32" and "no native bf16" in info["dtype_reason"]
-    monkeypatch.setattr(hf_chat, "_native_bf16", lambda torch, device: True)
+    monkeypatch.setattr(hf_chat, "native_bf16", lambda torch, device: True)
     monkeypatch.setattr(hf_chat, "BF16_AGREEMENT", 1.01)  # impossible: bf16 rejected, float32 weights reloaded
     model = HFChatModel(str(folder), max_tokens=8)
     info = model.runtime_info()

@@ -140,7 +140,7 @@ def test_bad_options_are_named(model_dir: Path, tmp_path: Path) -> None:
 
 def test_auto_dtype_keeps_bf16_only_within_tolerance(model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     fp32 = HFEmbedder(str(model_dir), dtype="float32").embed_numpy(TEXTS)
-    monkeypatch.setattr(hf_encoder, "_native_bf16", lambda torch, device: True)
+    monkeypatch.setattr(hf_encoder, "native_bf16", lambda torch, device: True)
     chosen = HFEmbedder(str(model_dir))
     assert chosen.runtime_info()["dtype"] == "bfloat16"
     assert "cosine" in chosen.runtime_info()["dtype_reason"]
@@ -150,7 +150,7 @@ def test_auto_dtype_keeps_bf16_only_within_tolerance(model_dir: Path, monkeypatc
     assert refused.runtime_info()["dtype"] == "float32"
     assert "out of tolerance" in refused.runtime_info()["dtype_reason"]
     np.testing.assert_allclose(refused.embed_numpy(TEXTS), fp32, atol=1e-6)
-    monkeypatch.setattr(hf_encoder, "_native_bf16", lambda torch, device: False)
+    monkeypatch.setattr(hf_encoder, "native_bf16", lambda torch, device: False)
     assert HFEmbedder(str(model_dir)).runtime_info()["dtype"] == "float32"
 
 

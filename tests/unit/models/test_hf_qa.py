@@ -124,7 +124,7 @@ def test_bad_inputs_are_named(reader: HFQuestionAnswerer) -> None:
 
 @pytest.mark.timeout(60)
 def test_auto_dtype(reader_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(hf_encoder, "_native_bf16", lambda torch, device: True)
+    monkeypatch.setattr(hf_encoder, "native_bf16", lambda torch, device: True)
     auto = HFQuestionAnswerer(str(reader_dir), max_length=64, stride=16)
     assert auto.runtime_info()["dtype"] == "bfloat16"
     assert auto.invoke({"question": QUESTION, "context": "filler " * 70 + "New York"}).text == "New York"

@@ -143,7 +143,7 @@ def test_auto_dtype_checks_probabilities(
     classifier_dir: Path, monkeypatch: pytest.MonkeyPatch, multi_label: bool
 ) -> None:
     exact = HFClassifier(str(classifier_dir), dtype="float32", multi_label=multi_label).invoke("a great film")
-    monkeypatch.setattr(hf_encoder, "_native_bf16", lambda torch, device: True)
+    monkeypatch.setattr(hf_encoder, "native_bf16", lambda torch, device: True)
     auto = HFClassifier(str(classifier_dir), multi_label=multi_label)
     info = auto.runtime_info()
     assert "probability" in info["dtype_reason"]
@@ -265,7 +265,7 @@ def test_token_classifier_options_are_checked(tagger_dir: Path) -> None:
 
 @pytest.mark.timeout(60)
 def test_token_classifier_auto_dtype(tagger_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(hf_encoder, "_native_bf16", lambda torch, device: True)
+    monkeypatch.setattr(hf_encoder, "native_bf16", lambda torch, device: True)
     tagger = HFTokenClassifier(str(tagger_dir))
     assert tagger.runtime_info()["dtype"] == "bfloat16"  # crafted tags are far from any decision boundary
     assert spans(tagger.invoke("张三在北京")) == [("张三", "PER", 0, 2), ("北京", "LOC", 3, 5)]
