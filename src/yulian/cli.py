@@ -108,14 +108,14 @@ def _add_command(sub: Any, name: str, func: Callable[..., Any]) -> None:
     summary, body, arg_help = _doc_parts(func)
     parser = sub.add_parser(
         name,
-        help=summary,
+        help=summary.replace("%", "%%"),
         description=f"{summary}\n\n{body}".strip(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     hints = typing.get_type_hints(func)
     for pname, param in inspect.signature(func).parameters.items():
         annotation = hints.get(pname, str)
-        help_text = arg_help.get(pname, "")
+        help_text = arg_help.get(pname, "").replace("%", "%%")  # argparse %-formats help strings
         flag = "--" + pname.replace("_", "-")
         if param.default is inspect.Parameter.empty:
             tp, many = _arg_type(annotation)

@@ -50,3 +50,13 @@ def test_import_yulian_is_light() -> None:
 def test_cli_help_runs() -> None:
     out = subprocess.run([sys.executable, "-m", "yulian.cli", "--help"], capture_output=True, text=True, check=True)
     assert "demo" in out.stdout and "version" in out.stdout
+
+
+def test_every_command_has_working_help(capsys: pytest.CaptureFixture[str]) -> None:
+    from yulian.cli import all_commands, main
+
+    for name in all_commands():
+        with pytest.raises(SystemExit) as info:
+            main([name, "--help"])
+        assert info.value.code == 0, name
+        assert "usage: yulian" in capsys.readouterr().out
