@@ -66,7 +66,7 @@ def plot_curves(
         steps = [e["step"] for e in evals]
         other.plot(steps, [e[metric] for e in evals], "o-", color="tab:orange", label=metric)
         other.set_ylabel(f"dev {metric}")
-    fig.legend(loc="upper right")
+    fig.legend(loc="center right", bbox_to_anchor=(0.88, 0.5))  # clear of both curves and the axis labels
     fig.tight_layout()
     fig.savefig(out_dir / "curves.png", dpi=100)
     plt.close(fig)
