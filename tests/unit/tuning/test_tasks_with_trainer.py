@@ -13,12 +13,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "models"))
 from tiny_chat_lm import build
 from tiny_hf import save_random, single_thread  # noqa: F401
 
+from yulian.tuning import trainer
 from yulian.tuning.data import ChatExample, QAExample, TokenExample
 from yulian.tuning.tasks import Task, TaskConfig, get_task
 
 pytestmark = pytest.mark.usefixtures("single_thread")
-
-trainer = pytest.importorskip("yulian.tuning.trainer")
 
 
 def _fit(task: Task, train: list[object], base: Path, out: Path, **config: object) -> None:
