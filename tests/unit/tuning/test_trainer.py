@@ -263,3 +263,17 @@ def test_a_dev_metric_named_loss_lower_is_better(base: Path, tmp_path: Path, mon
     cfg = config(max_steps=12, eval_every=4, metric="loss", greater_is_better=False, progress=True)
     result = Trainer(t, cfg, tmp_path).fit(TRAIN, DEV, base)
     assert result.best_step == 4 and result.best_metric == 0.5
+
+
+def test_dropout_off_on_cpu_trains_with_the_math_attention_kernel(tmp_path: Path) -> None:
+    import torch
+
+    task = get_task("classification", TaskConfig(max_length=16))
+    off = Trainer(task, TrainConfig(dropout=0.0, progress=False), tmp_path / "a")._attention_kernels(torch, "cpu")
+    with off():
+        assert not torch.backends.cuda.flash_sdp_enabled()  # the flash kernel (slow backward on CPU) is off
+        assert torch.backends.cuda.math_sdp_enabled()
+    assert torch.backends.cuda.flash_sdp_enabled()  # restored after the step
+    on = Trainer(task, TrainConfig(dropout=None, progress=False), tmp_path / "b")._attention_kernels(torch, "cpu")
+    with on():
+        assert torch.backends.cuda.flash_sdp_enabled()
