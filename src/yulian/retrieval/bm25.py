@@ -32,7 +32,7 @@ import logging
 import re
 import unicodedata
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from itertools import chain
 from typing import Any, Literal, Self, TypeAlias
@@ -42,6 +42,7 @@ from yulian.retrieval.documents import Document
 from yulian.retrieval.index import (
     IndexCorruptError,
     MetadataFilter,
+    RowStore,
     SearchIndex,
     StrPath,
     _check_docs,
@@ -122,7 +123,7 @@ class BM25Config:
             raise ValueError(f"b must be a number in [0, 1], got {self.b!r}")
 
 
-class BM25Index(SearchIndex):
+class BM25Index(RowStore, SearchIndex):
     """Okapi BM25 over documents, with the `SearchIndex` interface (add, delete, filter, save/load).
 
     `tokenizer` defaults to `tokenize` in the `chinese` mode (jieba words plus characters). An index saved with a
@@ -161,23 +162,8 @@ class BM25Index(SearchIndex):
         index.add(docs)
         return index
 
-    def __len__(self) -> int:
-        return len(self._rows)
-
-    def __contains__(self, id: object) -> bool:
-        return id in self._rows
-
     def __repr__(self) -> str:
         return f"BM25Index(count={len(self)}, k1={self.config.k1}, b={self.config.b}, chinese={self.config.chinese!r})"
-
-    def documents(self) -> Iterator[Document]:
-        """Every live document, in insertion order."""
-        return (d for d in list(self._docs) if d is not None)
-
-    def get(self, ids: Iterable[str]) -> list[Document]:
-        """The documents with these ids, in the order given; unknown ids are skipped."""
-        rows = [self._rows.get(i) for i in ids]
-        return [d for r in rows if r is not None and (d := self._docs[r]) is not None]
 
     # ----------------------------------------------------------------------------------------- mutation
     def add(self, docs: Iterable[Document]) -> list[str]:

@@ -21,7 +21,7 @@ left short of k results); queries still short fall back to a search restricted t
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Self
@@ -31,6 +31,7 @@ from yulian.retrieval.documents import Document
 from yulian.retrieval.index import (
     IndexCorruptError,
     MetadataFilter,
+    RowStore,
     StrPath,
     VectorIndex,
     _check_docs,
@@ -88,7 +89,7 @@ class FaissConfig:
             raise ValueError(f"hnsw_m must be >= 2, got {self.hnsw_m}")
 
 
-class FaissIndex(VectorIndex):
+class FaissIndex(RowStore, VectorIndex):
     """A FAISS vector index with documents, metadata filters, deletes and atomic directory persistence.
 
     Build with `FaissIndex.build(docs, embedder, metric=..., kind=...)`, or construct empty and `add` later.
@@ -165,23 +166,8 @@ class FaissIndex(VectorIndex):
         if self._index is not None and self.kind == "hnsw":
             self._index.hnsw.efSearch = value
 
-    def __len__(self) -> int:
-        return len(self._rows)
-
-    def __contains__(self, id: object) -> bool:
-        return id in self._rows
-
     def __repr__(self) -> str:
         return f"FaissIndex(count={len(self)}, dim={self._dim}, metric={self.metric!r}, kind={self.kind!r})"
-
-    def documents(self) -> Iterator[Document]:
-        """Every live document, in insertion order."""
-        return (d for d in list(self._docs) if d is not None)
-
-    def get(self, ids: Iterable[str]) -> list[Document]:
-        """The documents with these ids, in the order given; unknown ids are skipped."""
-        rows = [self._rows.get(i) for i in ids]
-        return [d for r in rows if r is not None and (d := self._docs[r]) is not None]
 
     # ----------------------------------------------------------------------------------------- mutation
     def add_vectors(self, docs: Sequence[Document], vectors: npt.ArrayLike) -> list[str]:

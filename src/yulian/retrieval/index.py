@@ -165,6 +165,28 @@ class ReadWriteLock:
 
 
 # ============================================================================================ the contract
+class RowStore:
+    """Documents kept in row order with an id -> row map; deleted rows hold None (shared by in-process indexes)."""
+
+    _docs: list[Document | None]
+    _rows: dict[str, int]
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def __contains__(self, id: object) -> bool:
+        return id in self._rows
+
+    def documents(self) -> Iterator[Document]:
+        """Every live document, in insertion order."""
+        return (d for d in list(self._docs) if d is not None)
+
+    def get(self, ids: Iterable[str]) -> list[Document]:
+        """The documents with these ids, in the order given; unknown ids are skipped."""
+        rows = [self._rows.get(i) for i in ids]
+        return [d for r in rows if r is not None and (d := self._docs[r]) is not None]
+
+
 class SearchIndex(ABC):
     """Documents under their ids, searchable by text. See the module docstring for the whole contract.
 
