@@ -419,6 +419,7 @@ class Trainer:
         optimizer = self._optimizer(torch, model)
         scheduler = self._scheduler(torch, optimizer, total)
         scaler = torch.amp.GradScaler("cuda") if precision == "fp16" else None
+        method.before_training(model, total)
 
         state = _State()
         latest = self._pointer("latest") if resume else None
@@ -475,6 +476,7 @@ class Trainer:
                     else:
                         optimizer.step()
                     scheduler.step()
+                    method.after_step(model, state.step + 1)
                     state.train_seconds += time.perf_counter() - started
                     state.samples += n
                     state.batch += len(group)

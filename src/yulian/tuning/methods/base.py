@@ -50,6 +50,12 @@ class Method(ABC):
         if options:
             raise ValueError(f"method {self.name!r} takes no options, got {', '.join(sorted(options))}")
 
+    def before_training(self, model: Any, total_steps: int) -> None:  # noqa: B027 - optional hook
+        """Called once the number of optimiser steps is known, before the first step (schedules that need it)."""
+
+    def after_step(self, model: Any, step: int) -> None:  # noqa: B027 - optional hook
+        """Called after each optimiser step (`step` counts from 1), before gradients are cleared."""
+
     def save(self, model: Any, out_dir: str | Path) -> None:
         """Write the trained model into `out_dir` so that `from_pretrained(out_dir)` loads it."""
         model.save_pretrained(str(out_dir))
