@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from yulian._optional import require
+from yulian.tuning.distributed import Distributed
 from yulian.tuning.methods import get_method, trainable_summary
 from yulian.tuning.tasks.base import Task
 from yulian.tuning.trainer_report import Progress, fmt_metrics, plot_curves, report_markdown
@@ -212,11 +213,12 @@ class Trainer:
         self.tokenizer: Any = None
         self._writer: Any = None
         self._steps_per_epoch = 1
+        self._dist = Distributed()
 
     # ------------------------------------------------------------------------------------------- helpers
     def log(self, message: str) -> None:
-        """A message on stderr (when `progress` is on)."""
-        if self.config.progress:
+        """A message on stderr (when `progress` is on; in a distributed run, from rank 0 only)."""
+        if self.config.progress and self._dist.is_main:
             print(message, file=sys.stderr, flush=True)
 
     @property
@@ -396,21 +398,28 @@ class Trainer:
         dev = list(dev_examples or [])
         torch.manual_seed(cfg.seed)
         random.seed(cfg.seed)
+        device = self._device(torch)
+        dist = self._dist = Distributed.setup(torch, device)
+        device = dist.device(device)
         task.setup(train_examples, base_model)
         model, tokenizer = task.build_model(base_model)
         method = get_method(cfg.method)
         model = method.apply(model, task, cfg.method_options)
         self._set_dropout(torch, model)
-        device = self._device(torch)
         model.to(device)
+        train_model = dist.wrap(model, device)
+        if dist.enabled:
+            torch.manual_seed(cfg.seed + 1_000_003 * dist.rank)  # each process draws its own dropout masks
+            self.log(f"distributed: {dist.world_size} processes ({dist.backend}), rank 0 evaluates and writes")
         self.model, self.tokenizer = model, tokenizer
-        dtype, precision = self._autocast(torch, device)
-        attention = self._attention_kernels(torch, device)
+        autocast_device = device.split(":")[0]  # "cuda:1" in a distributed run on GPUs
+        dtype, precision = self._autocast(torch, autocast_device)
+        attention = self._attention_kernels(torch, autocast_device)
         self.log(f"{cfg.method}: {trainable_summary(model)}; precision {precision}, device {device}")
 
         features = task.encode(train_examples, tokenizer)
         lengths = [task.feature_length(f) for f in features]
-        n_batches = math.ceil(len(features) / cfg.batch_size)
+        n_batches = math.ceil(math.ceil(len(features) / cfg.batch_size) / dist.world_size)
         steps_per_epoch = math.ceil(n_batches / cfg.grad_accum)
         total = steps_per_epoch * cfg.epochs
         self._steps_per_epoch = steps_per_epoch
@@ -437,19 +446,21 @@ class Trainer:
         else:
             if resume:
                 self.log(f"no checkpoint in {self.checkpoint_dir}: starting afresh")
-            shutil.rmtree(self.checkpoint_dir, ignore_errors=True)
-            if dev:
+            if dist.is_main:
+                shutil.rmtree(self.checkpoint_dir, ignore_errors=True)
+            if dev and dist.is_main:
                 state.before = task.evaluate(model, tokenizer, dev, batch_size=cfg.eval_batch_size)
                 self.log(f"before fine-tuning: {fmt_metrics(state.before)}")
-        self._open_tensorboard()
+        if dist.is_main:
+            self._open_tensorboard()
 
         greater = self._greater()
         params = [p for p in model.parameters() if p.requires_grad]
-        bar = Progress(total, state.step, cfg.progress)
+        bar = Progress(total, state.step, cfg.progress and dist.is_main)
         last_metric = state.evals[-1].get(self.metric) if state.evals else None
         try:
             while state.step < total and not state.stopped_early:
-                batches = self._batches(lengths, state.epoch)
+                batches = dist.shard(self._batches(lengths, state.epoch))
                 while state.batch < len(batches) and state.step < total:
                     group = batches[state.batch : state.batch + cfg.grad_accum]
                     started = time.perf_counter()
@@ -457,13 +468,17 @@ class Trainer:
                     optimizer.zero_grad(set_to_none=True)
                     n = sum(len(idx) for idx in group)
                     step_loss = 0.0
-                    for idx in group:
+                    for j, idx in enumerate(group):
                         batch = task.collate([features[i] for i in idx], tokenizer)
                         batch = {k: v.to(device) for k, v in batch.items()}
-                        with attention(), torch.autocast(device_type=device, dtype=dtype, enabled=dtype is not None):
-                            loss = task.loss(model, batch)
-                        scaled = loss.float() * (len(idx) / n)
-                        (scaler.scale(scaled) if scaler is not None else scaled).backward()
+                        with dist.no_sync(train_model, sync=j == len(group) - 1):
+                            with (
+                                attention(),
+                                torch.autocast(device_type=autocast_device, dtype=dtype, enabled=dtype is not None),
+                            ):
+                                loss = task.loss(train_model, batch)
+                            scaled = loss.float() * (len(idx) / n)
+                            (scaler.scale(scaled) if scaler is not None else scaled).backward()
                         step_loss += float(scaled.detach())
                     if scaler is not None:
                         scaler.unscale_(optimizer)
@@ -478,7 +493,8 @@ class Trainer:
                     scheduler.step()
                     method.after_step(model, state.step + 1)
                     state.train_seconds += time.perf_counter() - started
-                    state.samples += n
+                    step_loss = dist.mean(step_loss)
+                    state.samples += n * dist.world_size
                     state.batch += len(group)
                     state.step += 1
                     record = {"step": state.step, "epoch": state.epoch + 1, "loss": step_loss, "lr": lr}
@@ -492,15 +508,27 @@ class Trainer:
                         isinstance(cfg.eval_every, int) and state.step % cfg.eval_every == 0
                     )
                     if due or state.step == total:
-                        last_metric = self._evaluate(torch, model, tokenizer, dev, state, greater)
-                        self._save_checkpoint(torch, model, optimizer, scheduler, state)
+                        if dist.is_main:
+                            last_metric = self._evaluate(torch, model, tokenizer, dev, state, greater)
+                            self._save_checkpoint(torch, model, optimizer, scheduler, state)
+                        if dist.enabled:
+                            shared = (state.evals, state.best, state.best_step, state.bad_evals, state.stopped_early)
+                            shared = dist.broadcast(shared)
+                            state.evals, state.best, state.best_step, state.bad_evals, state.stopped_early = shared
                     bar.update({"loss": step_loss, "lr": lr, f"dev_{self.metric}": last_metric})
                     if epoch_end or state.stopped_early:
                         break
         finally:
             bar.close()
             self._close_tensorboard()
-        return self._finish(torch, method, model, tokenizer, dev, state, precision)
+        if not dist.is_main:
+            dist.barrier()  # rank 0 writes the model and report
+            dist.close()
+            return TrainResult(state.history, state.evals, state.best, state.best_step, self.out_dir)
+        result = self._finish(torch, method, model, tokenizer, dev, state, precision)
+        dist.barrier()
+        dist.close()
+        return result
 
     def _evaluate(self, torch: Any, model: Any, tokenizer: Any, dev: list[Any], state: _State, greater: bool) -> Any:
         """Evaluate on dev (when there is one), track the best step and early stopping; returns the metric."""
