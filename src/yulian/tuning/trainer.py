@@ -31,6 +31,7 @@ from typing import Any
 
 from yulian._optional import require
 from yulian.tuning.distributed import Distributed
+from yulian.tuning.fast_dropout import fast_dropout_training
 from yulian.tuning.methods import get_method, trainable_summary
 from yulian.tuning.tasks.base import Task
 from yulian.tuning.trainer_report import Progress, fmt_metrics, plot_curves, report_markdown
@@ -67,6 +68,8 @@ class TrainConfig:
         precision: "auto" (bf16 autocast on a CPU with native bf16 when batch_size >= 8, bf16/fp16 on a GPU),
             "fp32", "bf16" or "fp16" (GPU only).
         dropout: set every dropout probability to this (0 switches dropout off); None keeps the model's.
+        fast_dropout: on the CPU, draw dropout masks from SFC64 instead of torch's Mersenne Twister (same
+            probabilities to 1/65,536, several times cheaper; `yulian.tuning.fast_dropout`).
         eval_every: "epoch" or a number of steps; a checkpoint is written at each evaluation.
         patience: stop after this many evaluations without improvement (None: never stop early).
         metric: the metric that picks the best checkpoint (default: the task's first metric).
@@ -91,6 +94,7 @@ class TrainConfig:
     max_grad_norm: float | None = 1.0
     precision: str = "auto"
     dropout: float | None = None
+    fast_dropout: bool = True
     eval_every: str | int = "epoch"
     patience: int | None = None
     metric: str | None = None
@@ -457,6 +461,9 @@ class Trainer:
         greater = self._greater()
         params = [p for p in model.parameters() if p.requires_grad]
         bar = Progress(total, state.step, cfg.progress and dist.is_main)
+        cleanup = contextlib.ExitStack()
+        if cfg.fast_dropout and autocast_device == "cpu":
+            cleanup.enter_context(fast_dropout_training(model))
         last_metric = state.evals[-1].get(self.metric) if state.evals else None
         try:
             while state.step < total and not state.stopped_early:
@@ -519,6 +526,7 @@ class Trainer:
                     if epoch_end or state.stopped_early:
                         break
         finally:
+            cleanup.close()
             bar.close()
             self._close_tensorboard()
         if not dist.is_main:

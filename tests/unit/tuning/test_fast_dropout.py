@@ -1,0 +1,92 @@
+"""SFC64 dropout: the right drop rate and scale, exact gradients, seeded masks, attention equal to SDPA's, and a
+model that is exactly as it was after the block."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from tiny_setup import save_base, single_thread
+
+from yulian.tuning.fast_dropout import attention, dropout_mask, fast_dropout, fast_dropout_training
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+_ = single_thread
+
+
+def test_drop_rate_scale_and_gradient() -> None:
+    import torch
+
+    torch.manual_seed(0)
+    x = torch.ones(200, 500, requires_grad=True)
+    y = fast_dropout(x, 0.1)
+    dropped = float((y == 0).float().mean())
+    assert dropped == pytest.approx(0.1, abs=0.005)
+    assert torch.allclose(y[y != 0], torch.full_like(y[y != 0], 1 / 0.9))
+    y.sum().backward()
+    assert torch.equal(x.grad, y.detach())  # d(sum y)/dx = keep * scale = y for x = 1
+    assert fast_dropout(x, 0.1, training=False) is x and fast_dropout(x, 0.0) is x
+    with pytest.raises(ValueError, match=r"\[0, 1\)"):
+        fast_dropout(x, 1.0)
+
+
+def test_masks_follow_torch_seed_and_differ_between_calls() -> None:
+    import torch
+
+    torch.manual_seed(1)
+    a, b = dropout_mask((64, 64), 0.5), dropout_mask((64, 64), 0.5)
+    torch.manual_seed(1)
+    assert torch.equal(a, dropout_mask((64, 64), 0.5))
+    assert not torch.equal(a, b)
+    assert float(a.float().mean()) == pytest.approx(0.5, abs=0.05)
+
+
+@pytest.mark.parametrize("masked", [False, True])
+def test_attention_without_drops_equals_sdpa(masked: bool) -> None:
+    import torch
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    torch.manual_seed(2)
+    q, k, v = (torch.randn(2, 4, 7, 8) for _ in range(3))
+    mask = None
+    if masked:
+        mask = torch.ones(2, 1, 7, 7, dtype=torch.bool)
+        mask[1, :, :, 5:] = False
+    module = torch.nn.Module()
+    module.is_causal = False
+    module.train()
+    ours, _ = attention(module, q, k, v, mask, dropout=1e-9)  # rounds to p = 0: the math path keeps everything
+    sdpa, _ = sdpa_attention_forward(module, q, k, v, mask, dropout=0.0)
+    assert torch.allclose(ours, sdpa, atol=1e-5)
+    module.is_causal = True
+    ours_causal, _ = attention(module, q, k, v, None, dropout=1e-9)
+    sdpa_causal, _ = sdpa_attention_forward(module, q, k, v, None, dropout=0.0, is_causal=True)
+    assert torch.allclose(ours_causal, sdpa_causal, atol=1e-5)
+
+
+def test_a_model_drops_out_inside_the_block_and_is_restored_after(tmp_path: Path) -> None:
+    import torch
+    import transformers
+
+    base = save_base(tmp_path / "base")
+    model = transformers.AutoModelForSequenceClassification.from_pretrained(str(base), num_labels=2)
+    ids = torch.tensor([[2, 5, 6, 7, 8, 3], [2, 9, 10, 3, 0, 0]])
+    mask = (ids != 0).long()
+    model.eval()
+    with torch.no_grad():
+        reference = model(input_ids=ids, attention_mask=mask).logits
+    before = [type(m) for m in model.modules()]
+    with fast_dropout_training(model) as swapped:
+        assert swapped >= 5  # embeddings + 2 per layer x 2 layers + classifier
+        assert model.config._attn_implementation == "yulian_cpu_dropout"
+        with torch.no_grad():
+            assert torch.allclose(model(input_ids=ids, attention_mask=mask).logits, reference, atol=1e-6)
+            model.train()
+            torch.manual_seed(3)
+            one = model(input_ids=ids, attention_mask=mask).logits
+            torch.manual_seed(3)
+            same = model(input_ids=ids, attention_mask=mask).logits
+            other = model(input_ids=ids, attention_mask=mask).logits
+        assert torch.equal(one, same) and not torch.allclose(one, other)
+    assert [type(m) for m in model.modules()] == before
+    assert model.config._attn_implementation == "sdpa" and model.training
