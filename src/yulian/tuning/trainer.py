@@ -33,6 +33,7 @@ from yulian._optional import require
 from yulian.tuning.distributed import Distributed
 from yulian.tuning.fast_dropout import fast_dropout_training
 from yulian.tuning.methods import get_method, trainable_summary
+from yulian.tuning.optim import clip_grad_norm, lazy_adamw
 from yulian.tuning.tasks.base import Task
 from yulian.tuning.trainer_report import Progress, fmt_metrics, plot_curves, report_markdown
 
@@ -42,6 +43,7 @@ _OPTIMIZERS = ("adamw", "sgd")
 _SCHEDULERS = ("linear", "cosine", "constant")
 _PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 CHECKPOINTS = "checkpoints"
+LAZY_MIN_PARAMS = 1_000_000  # input embeddings from this size on are updated lazily (see TrainConfig)
 
 
 def native_bf16() -> bool:
@@ -70,6 +72,8 @@ class TrainConfig:
         dropout: set every dropout probability to this (0 switches dropout off); None keeps the model's.
         fast_dropout: on the CPU, draw dropout masks from SFC64 instead of torch's Mersenne Twister (same
             probabilities to 1/65,536, several times cheaper; `yulian.tuning.fast_dropout`).
+        lazy_embeddings: on the CPU with AdamW, update a large trainable input-embedding matrix only in the rows
+            each batch used (`yulian.tuning.optim.LazyAdamW`) instead of all of it every step.
         eval_every: "epoch" or a number of steps; a checkpoint is written at each evaluation.
         patience: stop after this many evaluations without improvement (None: never stop early).
         metric: the metric that picks the best checkpoint (default: the task's first metric).
@@ -95,6 +99,7 @@ class TrainConfig:
     precision: str = "auto"
     dropout: float | None = None
     fast_dropout: bool = True
+    lazy_embeddings: bool = True
     eval_every: str | int = "epoch"
     patience: int | None = None
     metric: str | None = None
@@ -218,6 +223,7 @@ class Trainer:
         self._writer: Any = None
         self._steps_per_epoch = 1
         self._dist = Distributed()
+        self._lazy_embedding: Any = None
 
     # ------------------------------------------------------------------------------------------- helpers
     def log(self, message: str) -> None:
@@ -301,10 +307,29 @@ class Trainer:
         ]
         if cfg.optimizer == "sgd":
             return torch.optim.SGD(groups, lr=cfg.lr, momentum=0.9)
+        if self._lazy_embedding is not None:
+            return lazy_adamw(groups, cfg.lr)
         try:
             return torch.optim.AdamW(groups, lr=cfg.lr, fused=True)
         except (RuntimeError, TypeError, ValueError):
             return torch.optim.AdamW(groups, lr=cfg.lr)
+
+    def _lazy_rows(self, torch: Any, model: Any, device: str) -> Any:
+        """The input embedding to update row by row (LazyAdamW), or None: only on the CPU in one process, with
+        AdamW, when the embedding trains, is large, and is not tied to an output layer."""
+        cfg = self.config
+        if not cfg.lazy_embeddings or device != "cpu" or self._dist.enabled or cfg.optimizer != "adamw":
+            return None
+        embedding = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
+        if not isinstance(embedding, torch.nn.Embedding) or embedding.max_norm is not None:
+            return None
+        weight = embedding.weight
+        if not weight.requires_grad or weight.numel() < LAZY_MIN_PARAMS:
+            return None
+        output = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+        if output is not None and getattr(output, "weight", None) is weight:
+            return None
+        return embedding
 
     def _scheduler(self, torch: Any, optimizer: Any, total: int) -> Any:
         cfg = self.config
@@ -429,6 +454,7 @@ class Trainer:
         self._steps_per_epoch = steps_per_epoch
         if cfg.max_steps is not None:
             total = min(total, cfg.max_steps)
+        self._lazy_embedding = self._lazy_rows(torch, model, autocast_device)
         optimizer = self._optimizer(torch, model)
         scheduler = self._scheduler(torch, optimizer, total)
         scaler = torch.amp.GradScaler("cuda") if precision == "fp16" else None
@@ -462,6 +488,9 @@ class Trainer:
         params = [p for p in model.parameters() if p.requires_grad]
         bar = Progress(total, state.step, cfg.progress and dist.is_main)
         cleanup = contextlib.ExitStack()
+        if self._lazy_embedding is not None:
+            self._lazy_embedding.sparse = True  # sparse gradients: only the rows a batch used
+            cleanup.callback(setattr, self._lazy_embedding, "sparse", False)
         if cfg.fast_dropout and autocast_device == "cpu":
             cleanup.enter_context(fast_dropout_training(model))
         last_metric = state.evals[-1].get(self.metric) if state.evals else None
@@ -490,7 +519,7 @@ class Trainer:
                     if scaler is not None:
                         scaler.unscale_(optimizer)
                     if cfg.max_grad_norm:
-                        torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+                        clip_grad_norm(params, cfg.max_grad_norm)
                     lr = float(scheduler.get_last_lr()[0])
                     if scaler is not None:
                         scaler.step(optimizer)

@@ -1,0 +1,103 @@
+"""AdamW that updates a large input-embedding matrix lazily: only the rows a step's batch used.
+
+A MiniLM step at 16-64 tokens touches a few hundred of the 30,522 rows of the word-embedding matrix, yet dense
+AdamW zero-fills, clips and updates all 11.7M of its parameters (four 47 MB passes) every step. With the
+embedding in sparse-gradient mode, `LazyAdamW` applies AdamW to the used rows only (TensorFlow Addons'
+LazyAdam, with AdamW's decoupled weight decay on those rows) and hands every other parameter to torch's (fused)
+AdamW unchanged. The difference from dense AdamW: a row that a step did not use keeps its value instead of
+drifting on its momentum and decaying.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from yulian._optional import require
+
+__all__ = ["LazyAdamW", "clip_grad_norm", "lazy_adamw"]
+
+
+def lazy_adamw(params: Iterable[Any] | list[dict[str, Any]], lr: float, *, fused: bool = True) -> Any:
+    """A `LazyAdamW` (a `torch.optim.AdamW` subclass) over `params` (tensors or parameter groups)."""
+    torch = require("torch", extra="hf")
+
+    class _LazyAdamW(torch.optim.AdamW):  # type: ignore[misc, name-defined]
+        """torch AdamW; parameters whose gradient is sparse are updated row by row (lazily)."""
+
+        @torch.no_grad()  # type: ignore[untyped-decorator]
+        def step(self, closure: Callable[[], Any] | None = None) -> Any:
+            sparse: list[tuple[Any, Any, dict[str, Any]]] = []
+            for group in self.param_groups:
+                for param in group["params"]:
+                    if param.grad is not None and param.grad.is_sparse:
+                        sparse.append((param, param.grad, group))
+                        param.grad = None  # torch's AdamW skips it
+            try:
+                loss = super().step(closure)
+                for param, grad, group in sparse:
+                    self._lazy_step(param, grad, group)
+            finally:
+                for param, grad, _ in sparse:
+                    param.grad = grad
+            return loss
+
+        def _lazy_step(self, param: Any, grad: Any, group: dict[str, Any]) -> None:
+            grad = grad.coalesce()
+            rows, values = grad.indices()[0], grad.values()
+            state = self.state[param]
+            if not state:
+                state["step"] = torch.zeros((), dtype=torch.float32)
+                state["exp_avg"] = torch.zeros_like(param)
+                state["exp_avg_sq"] = torch.zeros_like(param)
+            state["step"] += 1
+            step = float(state["step"])
+            beta1, beta2 = group["betas"]
+            lr, eps, decay = float(group["lr"]), group["eps"], group["weight_decay"]
+            exp_avg = state["exp_avg"][rows].mul_(beta1).add_(values, alpha=1 - beta1)
+            exp_avg_sq = state["exp_avg_sq"][rows].mul_(beta2).addcmul_(values, values, value=1 - beta2)
+            state["exp_avg"][rows] = exp_avg
+            state["exp_avg_sq"][rows] = exp_avg_sq
+            weights = param[rows]
+            if decay:
+                weights.mul_(1 - lr * decay)
+            step_size = lr / (1 - beta1**step)
+            denominator = (exp_avg_sq / (1 - beta2**step)).sqrt_().add_(eps)
+            weights.addcdiv_(exp_avg, denominator, value=-step_size)
+            param[rows] = weights
+
+    try:
+        return _LazyAdamW(params, lr=lr, fused=fused)
+    except (RuntimeError, TypeError, ValueError):
+        return _LazyAdamW(params, lr=lr)
+
+
+LazyAdamW = lazy_adamw
+"""Alias: `LazyAdamW(params, lr)` builds the optimizer (the class itself needs torch, imported lazily)."""
+
+
+def clip_grad_norm(params: Iterable[Any], max_norm: float) -> float:
+    """`torch.nn.utils.clip_grad_norm_` that also takes sparse gradients (coalesced in place first)."""
+    torch = require("torch", extra="hf")
+    dense, sparse = [], []
+    for param in params:
+        if param.grad is None:
+            continue
+        if param.grad.is_sparse:
+            param.grad = param.grad.coalesce()
+            sparse.append(param.grad)
+        else:
+            dense.append(param)
+    if not sparse:
+        return float(torch.nn.utils.clip_grad_norm_(dense, max_norm))
+    total = float(torch.nn.utils.clip_grad_norm_(dense, math.inf)) ** 2 if dense else 0.0
+    total += sum(float(g.values().float().norm()) ** 2 for g in sparse)
+    norm = math.sqrt(total)
+    scale = max_norm / (norm + 1e-6)
+    if scale < 1.0:
+        for param in dense:
+            param.grad.mul_(scale)
+        for grad in sparse:
+            grad.values().mul_(scale)
+    return norm
