@@ -15,7 +15,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 
-__all__ = ["calibrate", "fmt_rate", "fmt_us", "git_state", "machine_info", "ratio", "timed"]
+__all__ = ["Child", "calibrate", "fmt_rate", "fmt_us", "git_state", "machine_info", "ratio", "timed"]
 
 
 def machine_info() -> dict[str, Any]:
@@ -87,3 +87,68 @@ def calibrate(fn: Callable[[int], None], target_s: float) -> int:
         n *= max(2, min(100, int(0.1 / max(cpu, 1e-6))))
     cpu, _ = timed(fn, n)  # once more, warm
     return max(1, round(n * target_s / max(cpu, 1e-9)))
+
+
+class Child:
+    """A benchmark worker process spoken to in JSON lines: `script --worker IMPL [extra args]` answers one
+    hello line, then one line per `ask(**message)`. Its stderr goes to `log_path` (kept when it fails)."""
+
+    def __init__(
+        self,
+        impl: str,
+        python: Path,
+        script: str | Path,
+        log_path: Path,
+        *,
+        env: dict[str, str] | None = None,
+        extra_args: tuple[str, ...] = (),
+    ) -> None:
+        import subprocess as sp
+
+        self.impl = impl
+        self.log_path = log_path
+        self.log = log_path.open("w")
+        if env is None:
+            env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+            env.setdefault("HF_HUB_OFFLINE", "1")
+        self.proc = sp.Popen(
+            [str(python), str(Path(script).resolve()), "--worker", impl, *extra_args],
+            stdin=sp.PIPE,
+            stdout=sp.PIPE,
+            stderr=self.log,
+            text=True,
+            cwd=ROOT,
+            env=env,
+        )
+        self.hello = self.read()
+
+    def read(self) -> Any:
+        """The worker's next JSON line (a RuntimeError with its stderr's tail when it died)."""
+        import json
+
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line:
+            self.proc.wait()
+            self.log.flush()
+            tail = self.log_path.read_text(errors="replace")[-3000:]
+            raise RuntimeError(f"{self.impl} worker died (exit {self.proc.returncode}):\n{tail}")
+        return json.loads(line)
+
+    def ask(self, **msg: Any) -> Any:
+        """Send one JSON message and return the answer."""
+        import json
+
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(json.dumps(msg) + "\n")
+        self.proc.stdin.flush()
+        return self.read()
+
+    def close(self) -> None:
+        """End the worker (stdin closed); its log is removed when it exited cleanly."""
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        self.proc.wait(timeout=60)
+        self.log.close()
+        if self.proc.returncode == 0:
+            self.log_path.unlink(missing_ok=True)

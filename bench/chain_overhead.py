@@ -39,7 +39,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
-from _common import calibrate, fmt_rate, fmt_us, git_state, machine_info, ratio, timed
+from _common import Child, calibrate, fmt_rate, fmt_us, git_state, machine_info, ratio, timed
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
@@ -384,49 +384,6 @@ def worker(impl: str) -> None:
 
 
 # ============================================================================================ the parent side
-class Child:
-    """One implementation's measuring process."""
-
-    def __init__(self, impl: str, python: Path) -> None:
-        self.impl = impl
-        self.log_path = RESULTS / f"{NAME}-{impl}.stderr.tmp"
-        self.log = self.log_path.open("w")
-        self.proc = subprocess.Popen(
-            [str(python), str(Path(__file__).resolve()), "--worker", impl],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=self.log,
-            text=True,
-            cwd=ROOT,
-            env=child_env(impl),
-        )
-        self.hello = self._read()
-
-    def _read(self) -> dict[str, Any]:
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        if not line:
-            self.proc.wait()
-            self.log.flush()
-            tail = self.log_path.read_text(errors="replace")[-3000:]
-            raise RuntimeError(f"{self.impl} worker died (exit {self.proc.returncode}):\n{tail}")
-        return json.loads(line)  # type: ignore[no-any-return]
-
-    def ask(self, **msg: Any) -> dict[str, Any]:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(json.dumps(msg) + "\n")
-        self.proc.stdin.flush()
-        return self._read()
-
-    def close(self) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.close()
-        self.proc.wait(timeout=60)
-        self.log.close()
-        if self.proc.returncode == 0:
-            self.log_path.unlink(missing_ok=True)
-
-
 def project_python() -> Path:
     venv = ROOT / ".venv" / "bin" / "python"
     return venv if venv.exists() else Path(sys.executable)
@@ -560,7 +517,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     try:
         for impl, python in pythons.items():
             print(f"[start] {impl}: {python}", flush=True)
-            children[impl] = Child(impl, python)
+            children[impl] = Child(impl, python, __file__, RESULTS / f"{NAME}-{impl}.stderr.tmp", env=child_env(impl))
         plan: dict[str, dict[str, int]] = {}
         for impl, child in children.items():
             plan[impl] = {}

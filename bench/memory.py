@@ -28,12 +28,13 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import IO, Any
+
+from _common import Child
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
@@ -136,39 +137,6 @@ def worker(impl: str, folder: str) -> None:
 
 
 # ============================================================================================ the parent side
-class Child:
-    def __init__(self, impl: str, python: Path, folder: str) -> None:
-        self.impl = impl
-        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-        self.proc = subprocess.Popen(
-            [str(python), str(Path(__file__).resolve()), "--worker", impl, "--folder", folder],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-            cwd=ROOT,
-            env=env,
-        )
-        self.hello = self.read()
-
-    def read(self) -> Any:
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        if not line:
-            raise RuntimeError(f"{self.impl} worker died (exit {self.proc.wait()})")
-        return json.loads(line)
-
-    def ask(self, **msg: Any) -> Any:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(json.dumps(msg) + "\n")
-        self.proc.stdin.flush()
-        return self.read()
-
-    def close(self) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.close()
-        self.proc.wait(timeout=60)
-
-
 def run(args: argparse.Namespace) -> dict[str, Any]:
     t0 = time.perf_counter()
     loadavg_start = os.getloadavg()
@@ -178,7 +146,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         print(f"[venv] {LANGCHAIN_PYTHON} missing (run bench/chain_overhead.py once): LangChain skipped", flush=True)
     samples: dict[str, list[dict[str, float]]] = {i: [] for i in impls}
     with tempfile.TemporaryDirectory(prefix="yulian-memory-bench-") as folder:
-        children = {i: Child(i, pythons[IMPLS[i]], folder) for i in impls}
+        children = {
+            i: Child(
+                i, pythons[IMPLS[i]], __file__, RESULTS / f"{NAME}-{i}.stderr.tmp", extra_args=("--folder", folder)
+            )
+            for i in impls
+        }
         try:
             plan = {i: c.ask(cmd="calibrate", target_s=args.target)["n"] for i, c in children.items()}
             print(f"[calibrate] conversations per measurement: {plan}", flush=True)

@@ -45,6 +45,8 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
+from _common import Child
+
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 RESULTS = BENCH / "results"
@@ -234,51 +236,6 @@ def _version(metadata: Any, dist: str) -> str | None:
 
 
 # ============================================================================================ the parent side
-class Child:
-    """One implementation's process."""
-
-    def __init__(self, impl: str, python: Path) -> None:
-        self.impl = impl
-        self.log_path = RESULTS / f"{NAME}-{impl}.stderr.tmp"
-        self.log = self.log_path.open("w")
-        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-        env.setdefault("HF_HUB_OFFLINE", "1")
-        self.proc = subprocess.Popen(
-            [str(python), str(Path(__file__).resolve()), "--worker", impl],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=self.log,
-            text=True,
-            cwd=ROOT,
-            env=env,
-        )
-        self.hello = self._read()
-
-    def _read(self) -> Any:
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        if not line:
-            self.proc.wait()
-            self.log.flush()
-            tail = self.log_path.read_text(errors="replace")[-3000:]
-            raise RuntimeError(f"{self.impl} worker died (exit {self.proc.returncode}):\n{tail}")
-        return json.loads(line)
-
-    def ask(self, **msg: Any) -> Any:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(json.dumps(msg) + "\n")
-        self.proc.stdin.flush()
-        return self._read()
-
-    def close(self) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.close()
-        self.proc.wait(timeout=60)
-        self.log.close()
-        if self.proc.returncode == 0:
-            self.log_path.unlink(missing_ok=True)
-
-
 def ensure_anchor(skip_install: bool) -> Path | None:
     python = ANCHOR_VENV / "bin" / "python"
     if python.exists():
@@ -386,7 +343,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     try:
         for impl, python in pythons.items():
             print(f"[start] {impl}: {python}", flush=True)
-            children[impl] = Child(impl, python)
+            children[impl] = Child(impl, python, __file__, RESULTS / f"{NAME}-{impl}.stderr.tmp")
             result["implementations"][impl] = children[impl].hello
         for name, spec in DATASETS.items():
             contexts, answers = data[name]
