@@ -45,10 +45,12 @@ def all_commands() -> dict[str, Callable[..., Any]]:
     from yulian.models.embed_commands import embed
     from yulian.retrieval.commands import index, search
     from yulian.retrieval.split_commands import split_command
+    from yulian.tuning.adapters import adapters_command
     from yulian.tuning.commands import eval_command, predict_command, train_command
     from yulian.tuning.data_commands import data_command
 
     return {
+        "adapters": adapters_command,
         "chat": chat,
         "data": data_command,
         "demo": demo,

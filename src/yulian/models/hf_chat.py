@@ -33,6 +33,7 @@ import time
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 from typing import Any
 
 from yulian._optional import require
@@ -145,7 +146,7 @@ class HFChatModel(ChatModel):
         _check_overrides(overrides)
         super().__init__(options=options, **overrides)
         self.config = HFChatConfig(dtype, device, system_prompt, chat_template, max_batch_size, default_max_tokens)
-        self.resolved = path if isinstance(path, ResolvedModel) else resolve(path)
+        self.resolved = path if isinstance(path, ResolvedModel) else _resolve(path)
         if self.resolved.source == "openai":
             raise ValueError(f"{self.resolved.name} is a remote model: use load({self.resolved.name!r}) instead")
         if self.resolved.kind != "chat":
@@ -191,7 +192,7 @@ class HFChatModel(ChatModel):
         wanted = {"auto": torch.float32}.get(cfg.dtype) or getattr(torch, cfg.dtype)
         try:
             tokenizer = transformers.AutoTokenizer.from_pretrained(folder)
-            model = transformers.AutoModelForCausalLM.from_pretrained(folder, dtype=wanted)
+            model = _load_causal_lm(transformers.AutoModelForCausalLM, folder, dtype=wanted)
         except OSError as e:
             if r.source == "hub":
                 raise hub_load_error(r.path, e) from e
@@ -464,5 +465,25 @@ def _auto_dtype(rt: _Runtime, chat: HFChatModel, folder: str) -> tuple[str, str]
     detail = f"bf16 picks float32's next token at {agreement:.0%} of {len(ids)} probe positions"
     if agreement >= BF16_AGREEMENT:
         return "bfloat16", f"auto: bfloat16 (native bf16 on {chat.config.device}; {detail})"
-    rt.model = type(rt.model).from_pretrained(folder, dtype=torch.float32).to(chat.config.device).eval()  # unrounded
+    rt.model = _load_causal_lm(type(rt.model), folder, dtype=torch.float32).to(chat.config.device).eval()  # unrounded
     return "float32", f"auto: float32 ({detail}, below {BF16_AGREEMENT:.0%})"
+
+
+def _is_adapter(path: Any) -> bool:
+    return isinstance(path, str | os.PathLike) and Path(path).expanduser().joinpath("adapter_config.json").is_file()
+
+
+def _resolve(path: str | os.PathLike[str]) -> ResolvedModel:
+    """`resolve(path)`, except that a PEFT adapter folder (yulian.tuning.adapters) is a local chat model."""
+    if _is_adapter(path):
+        return ResolvedModel(name=str(path), path=str(path), kind="chat", source="local")
+    return resolve(path)
+
+
+def _load_causal_lm(cls: Any, folder: str, **kwargs: Any) -> Any:
+    """`cls.from_pretrained(folder, **kwargs)`; an adapter folder loads its base model with the adapter merged in."""
+    if _is_adapter(folder):
+        from yulian.tuning.adapters import load_model
+
+        return load_model("AutoModelForCausalLM", folder, **kwargs)
+    return cls.from_pretrained(folder, **kwargs)

@@ -298,12 +298,18 @@ class HFEncoder(Runnable[In, Out], Generic[In, Out]):
         opts = self.options
         local = Path(opts.path).expanduser()
         path = str(local) if local.exists() else opts.path
-        if local.is_dir() and not (local / "config.json").is_file():
+        adapter = local.is_dir() and (local / "adapter_config.json").is_file()  # a PEFT adapter: base + adapter
+        if local.is_dir() and not (local / "config.json").is_file() and not adapter:
             files = ", ".join(sorted(p.name for p in local.iterdir())[:8]) or "it is empty"
             raise FileNotFoundError(f"{opts.path} has no config.json, so it is not a transformers model ({files})")
         try:
             tokenizer = transformers.AutoTokenizer.from_pretrained(path)
-            model = getattr(transformers, self._auto_class).from_pretrained(path, dtype=torch.float32)
+            if adapter:
+                from yulian.tuning.adapters import load_model
+
+                model = load_model(self._auto_class, path, dtype=torch.float32)
+            else:
+                model = self._load_model(path)
         except OSError as e:
             where = "is not a local directory and could not be fetched" if not Path(path).exists() else "failed"
             raise FileNotFoundError(f"loading the model at {opts.path!r} {where}: {_first_line(e)}") from e
@@ -322,6 +328,12 @@ class HFEncoder(Runnable[In, Out], Generic[In, Out]):
         rt = Runtime(torch, tokenizer, model, device, "float32", "float32 requested", limit, pad_id)
         rt.model, rt.dtype, rt.dtype_reason = self._choose_dtype(rt)
         return rt
+
+    def _load_model(self, path: str) -> Any:
+        """The float32 model at `path`: the seam other backends override (`yulian.compression` artefacts)."""
+        torch = require("torch", extra="hf")
+        transformers = require("transformers", extra="hf")
+        return getattr(transformers, self._auto_class).from_pretrained(path, dtype=torch.float32)
 
     def _choose_dtype(self, rt: Runtime) -> tuple[Any, str, str]:
         torch, requested = rt.torch, self.options.dtype

@@ -1,5 +1,6 @@
 """Fine-tuning: data readers and validation, tasks, methods and the trainer."""
 
+from yulian.tuning.adapters import AdapterModel, adapter_info, load_adapter
 from yulian.tuning.data import (
     ChatExample,
     DataConfig,
@@ -22,6 +23,7 @@ from yulian.tuning.methods import METHODS, get_method
 from yulian.tuning.trainer import TrainConfig, Trainer, TrainResult
 
 __all__ = [  # noqa: RUF022 - plain sorted(), as tests/unit/test_public_api.py checks
+    "AdapterModel",
     "ChatExample",
     "DataConfig",
     "DataError",
@@ -35,9 +37,11 @@ __all__ = [  # noqa: RUF022 - plain sorted(), as tests/unit/test_public_api.py c
     "TrainConfig",
     "TrainResult",
     "Trainer",
+    "adapter_info",
     "convert_tags",
     "get_method",
     "length_grouped_batches",
+    "load_adapter",
     "read_records",
     "split_by_article",
     "stratified_split",

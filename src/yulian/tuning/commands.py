@@ -15,7 +15,16 @@ from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
-__all__ = ["eval_command", "load_options", "parse_freeze", "predict_command", "train_command"]
+__all__ = [
+    "default_lr",
+    "eval_command",
+    "load_options",
+    "method_options_of",
+    "parse_freeze",
+    "parse_method_options",
+    "predict_command",
+    "train_command",
+]
 
 
 def _none(value: str | None) -> str | None:
@@ -37,6 +46,61 @@ def parse_freeze(spec: str | None) -> dict[str, Any]:
         else:
             options[key] = value.strip().lower() in ("1", "true", "yes")
     return options
+
+
+_NAMED_METHOD_OPTIONS = {
+    "lora_r": "r",
+    "lora_alpha": "alpha",
+    "lora_dropout": "dropout",
+    "target_modules": "target_modules",
+    "quantize": "quantize",
+}
+"""CLI flags that are method options: --lora-r 8 is `r=8` for the method."""
+
+
+def parse_method_options(items: Any) -> dict[str, Any]:
+    """`["r=8", "target_modules=query,value"]` (or a mapping, from a config file) -> `{"r": "8", ...}`.
+
+    Values stay strings here; the method converts and checks them (`Method.check_options`)."""
+    if items is None:
+        return {}
+    if isinstance(items, Mapping):
+        return {str(k).replace("-", "_"): v for k, v in items.items()}
+    if isinstance(items, str):
+        items = [items]
+    options: dict[str, Any] = {}
+    for item in items:
+        name, sep, value = str(item).partition("=")
+        if not sep or not name.strip():
+            raise ValueError(f"--method-option takes KEY=VALUE, got {item!r}")
+        options[name.strip().replace("-", "_")] = value.strip()
+    return options
+
+
+def method_options_of(method: str, o: Mapping[str, Any]) -> dict[str, Any]:
+    """The method's options from --method-option KEY=VALUE and the named flags (--lora-r, --target-modules...)."""
+    options = parse_method_options(o.get("method_option"))
+    for flag, name in _NAMED_METHOD_OPTIONS.items():
+        value = o.get(flag)
+        if value is None:
+            continue
+        if method in ("full", "freeze"):
+            raise ValueError(f"--{flag.replace('_', '-')} is an option of lora/adalora/ia3, not of method {method!r}")
+        options[name] = value
+    if options and method not in ("full", "freeze"):
+        from yulian.tuning.methods import get_method
+
+        normalize = getattr(get_method(method), "normalize_options", None)
+        if normalize is not None:
+            options = normalize(options)
+    return options
+
+
+def default_lr(method: str) -> float:
+    """The learning rate for `method` when none is given: 5e-5 (full, freeze) or the method's `default_lr`."""
+    from yulian.tuning.methods import get_method
+
+    return float(get_method(method).default_lr)
 
 
 def load_options(path: str, allowed: Mapping[str, Any]) -> dict[str, Any]:
@@ -80,9 +144,15 @@ def train_command(
     out: str = "runs/model",
     method: str = "full",
     freeze: str | None = None,
+    lora_r: int | None = None,
+    lora_alpha: float | None = None,
+    lora_dropout: float | None = None,
+    target_modules: str | None = None,
+    quantize: str | None = None,
+    method_option: list[str] | None = None,
     epochs: int = 3,
     batch_size: int = 16,
-    lr: float = 5e-5,
+    lr: float | None = None,
     max_length: int = 128,
     warmup: float = 0.06,
     weight_decay: float = 0.01,
@@ -117,11 +187,22 @@ def train_command(
         train: the training data file (jsonl, json, csv, tsv, txt, conll...).
         eval: the dev data file (default: 10% of --train).
         out: the output folder (model, checkpoints, report.md, metrics.json).
-        method: full or freeze (more to come: lora...).
+        method: full, freeze, lora, adalora, ia3 (prefix, adapter). lora options: r (8), alpha (16),
+            dropout (0), target_modules (auto|a,b|all-linear), bias (none|all|lora_only), use_rslora, use_dora,
+            quantize (4bit|8bit, CUDA only). adalora: init_r (12), target_r (8), alpha, dropout, target_modules,
+            tinit (0.1), tfinal (0.2), deltaT (10), beta1, beta2, orth_reg_weight. ia3: target_modules,
+            feedforward_modules. lora/adalora/ia3 save a PEFT adapter folder (see `yulian adapters`).
         freeze: what the freeze method freezes: embeddings, layers=K, all-but-head (comma-separated).
+        lora_r: the LoRA rank (method option r).
+        lora_alpha: the LoRA scaling numerator (method option alpha).
+        lora_dropout: dropout on the adapter input (method option dropout).
+        target_modules: layers to adapt: query,value or all-linear (default: per architecture).
+        quantize: 4bit or 8bit: train on a quantised base (QLoRA-style; needs CUDA and bitsandbytes).
+        method_option: any method option as KEY=VALUE, several allowed (e.g. init_r=12 target_r=4).
         epochs: passes over the training data.
         batch_size: examples per step.
-        lr: peak learning rate.
+        lr: peak learning rate (default: 5e-5 for full and freeze; the method's own for the others: 3e-3 for
+            lora, 3e-2 for adalora and ia3).
         max_length: tokens per example (longer texts are truncated).
         warmup: warm-up steps, or a fraction of all steps when below 1.
         weight_decay: AdamW weight decay.
@@ -176,10 +257,11 @@ def _train(o: dict[str, Any]) -> int:
     task = get_task(o["task"], task_config)
     freeze = parse_freeze(o["freeze"]) if isinstance(o["freeze"], str | None) else dict(o["freeze"])
     method = "freeze" if freeze and o["method"] == "full" else o["method"]
+    method_options = freeze if method == "freeze" else method_options_of(method, o)
     train_config = TrainConfig(
         epochs=o["epochs"],
         batch_size=o["batch_size"],
-        lr=o["lr"],
+        lr=o["lr"] if o["lr"] is not None else default_lr(method),
         weight_decay=o["weight_decay"],
         scheduler=o["scheduler"],
         warmup=o["warmup"],
@@ -191,7 +273,7 @@ def _train(o: dict[str, Any]) -> int:
         max_steps=o["max_steps"],
         seed=o["seed"],
         method=method,
-        method_options=freeze,
+        method_options=method_options,
         threads=o["threads"],
         progress=o["progress"],
     )

@@ -62,7 +62,8 @@ class TrainConfig:
     Attributes:
         epochs: passes over the training data.
         batch_size: examples per micro-batch; an optimiser step sees `batch_size * grad_accum` examples.
-        lr: peak learning rate. weight_decay: AdamW decay (not applied to biases and norms).
+        lr: peak learning rate (None: the method's default, 5e-5 for full and freeze, 3e-3..3e-2 for adapters).
+            weight_decay: AdamW decay (not applied to biases and norms).
         optimizer: "adamw" (fused where torch has it) or "sgd" (momentum 0.9).
         scheduler: "linear" decay, "cosine" decay or "constant", after `warmup`.
         warmup: warm-up steps (>= 1) or a fraction of all steps (< 1).
@@ -89,7 +90,7 @@ class TrainConfig:
 
     epochs: int = 3
     batch_size: int = 16
-    lr: float = 5e-5
+    lr: float | None = None
     weight_decay: float = 0.01
     optimizer: str = "adamw"
     scheduler: str = "linear"
@@ -138,8 +139,8 @@ class TrainConfig:
         choice("scheduler", _SCHEDULERS)
         choice("precision", _PRECISIONS)
         choice("device", ("auto", "cpu", "cuda"))
-        if not (isinstance(self.lr, int | float) and self.lr > 0):
-            raise ValueError(f"TrainConfig.lr must be > 0, got {self.lr!r}")
+        if self.lr is not None and not (isinstance(self.lr, int | float) and self.lr > 0):
+            raise ValueError(f"TrainConfig.lr must be > 0 or None (the method's default), got {self.lr!r}")
         if not (isinstance(self.weight_decay, int | float) and self.weight_decay >= 0):
             raise ValueError(f"TrainConfig.weight_decay must be >= 0, got {self.weight_decay!r}")
         if not (isinstance(self.warmup, int | float) and self.warmup >= 0):
@@ -160,7 +161,10 @@ class TrainConfig:
 
         if self.method not in METHODS:
             get_method(self.method)  # raises the error with the available names
-        get_method(self.method).check_options(self.method_options)
+        method = get_method(self.method)
+        method.check_options(self.method_options)
+        if self.lr is None:
+            self.lr = float(method.default_lr)
 
     def warmup_steps(self, total_steps: int) -> int:
         """Warm-up in steps for a run of `total_steps`."""
@@ -305,14 +309,15 @@ class Trainer:
             {"params": decay, "weight_decay": cfg.weight_decay},
             {"params": no_decay, "weight_decay": 0.0},
         ]
+        lr = float(cfg.lr) if cfg.lr is not None else get_method(cfg.method).default_lr
         if cfg.optimizer == "sgd":
-            return torch.optim.SGD(groups, lr=cfg.lr, momentum=0.9)
+            return torch.optim.SGD(groups, lr=lr, momentum=0.9)
         if self._lazy_embedding is not None:
-            return lazy_adamw(groups, cfg.lr)
+            return lazy_adamw(groups, lr)
         try:
-            return torch.optim.AdamW(groups, lr=cfg.lr, fused=True)
+            return torch.optim.AdamW(groups, lr=lr, fused=True)
         except (RuntimeError, TypeError, ValueError):
-            return torch.optim.AdamW(groups, lr=cfg.lr)
+            return torch.optim.AdamW(groups, lr=lr)
 
     def _lazy_rows(self, torch: Any, model: Any, device: str) -> Any:
         """The input embedding to update row by row (LazyAdamW), or None: only on the CPU in one process, with

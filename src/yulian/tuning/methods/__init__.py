@@ -16,6 +16,11 @@ __all__ = ["METHODS", "Method", "count_parameters", "get_method", "trainable_sum
 METHODS: dict[str, str] = {
     "full": "yulian.tuning.methods.full:FullMethod",
     "freeze": "yulian.tuning.methods.freeze:FreezeMethod",
+    "lora": "yulian.tuning.methods.lora:LoraMethod",
+    "adalora": "yulian.tuning.methods.adalora:AdaLoraMethod",
+    "ia3": "yulian.tuning.methods.ia3:IA3Method",
+    "prefix": "yulian.tuning.methods.prefix:PrefixMethod",
+    "adapter": "yulian.tuning.methods.adapter:AdapterMethod",
 }
 """Method name -> "module:Class"; a new method adds one line here and one module."""
 
@@ -29,6 +34,12 @@ def get_method(name: str) -> Method:
         hint = f" Did you mean {close[0]!r}?" if close else ""
         raise ValueError(f"unknown method {name!r} (methods: {', '.join(METHODS)}).{hint}")
     module, _, cls_name = METHODS[name].partition(":")
-    cls: Any = getattr(importlib.import_module(module), cls_name)
+    try:
+        loaded = importlib.import_module(module)
+    except ModuleNotFoundError as e:
+        if e.name != module:
+            raise
+        raise ValueError(f"method {name!r} is registered but its module {module} is not available") from None
+    cls: Any = getattr(loaded, cls_name)
     method: Method = cls()
     return method

@@ -11,7 +11,11 @@ __all__ = ["Method", "count_parameters", "trainable_summary"]
 
 
 def count_parameters(model: Any) -> tuple[int, int]:
-    """(trainable, total) parameter counts of a torch module."""
+    """(trainable, total) parameter counts of a torch module (peft's own count for a PeftModel, so 4-bit
+    quantised weights count at their real size)."""
+    if hasattr(model, "get_nb_trainable_parameters"):
+        trainable, total = model.get_nb_trainable_parameters()
+        return int(trainable), int(total)
     trainable = total = 0
     for param in model.parameters():
         total += param.numel()
@@ -40,6 +44,8 @@ class Method(ABC):
 
     name: ClassVar[str]
     options_help: ClassVar[str] = ""
+    default_lr: ClassVar[float] = 5e-5
+    """The learning rate when none is given (adapters with few parameters need larger steps)."""
 
     @abstractmethod
     def apply(self, model: Any, task: Any, options: Mapping[str, Any]) -> Any:

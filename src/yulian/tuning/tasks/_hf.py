@@ -10,13 +10,18 @@ from typing import Any
 
 from yulian._optional import require
 
-__all__ = ["eval_mode", "model_folder", "pad_features", "require_fast"]
+__all__ = ["eval_mode", "load_pretrained", "model_folder", "pad_features", "require_fast"]
 
 
 def model_folder(base_model: str | Path) -> str:
     """The local Hugging Face folder of `base_model`: a path, a registered name (e.g. the packaged
-    "smollm2-135m-instruct"), or a GGUF model (converted once and cached, see `yulian.models.gguf`)."""
+    "smollm2-135m-instruct"), or a GGUF model (converted once and cached, see `yulian.models.gguf`). An adapter
+    folder (adapter_config.json, see `yulian.tuning.adapters`) is returned as it is."""
     from yulian.models.registry import resolve
+    from yulian.tuning.adapters import is_adapter_folder
+
+    if is_adapter_folder(base_model):
+        return str(base_model)
 
     resolved = resolve(str(base_model))
     if resolved.gguf_path is not None:
@@ -24,6 +29,14 @@ def model_folder(base_model: str | Path) -> str:
 
         return str(ensure_converted(resolved.gguf_path))
     return resolved.path
+
+
+def load_pretrained(auto_class: str, folder: str, **kwargs: Any) -> Any:
+    """`transformers.<auto_class>.from_pretrained(folder, **kwargs)`; an adapter folder loads its base model with
+    the adapter merged in (`yulian.tuning.adapters.load_model`)."""
+    from yulian.tuning.adapters import load_model
+
+    return load_model(auto_class, folder, **kwargs)
 
 
 def require_fast(tokenizer: Any, task: str) -> Any:

@@ -13,6 +13,7 @@ from typing import Any
 
 from yulian._optional import require
 from yulian.tuning.data import DataError, LabelMap, PadCollator, TextExample, read_records, tokenize_cached
+from yulian.tuning.tasks._hf import load_pretrained, model_folder
 from yulian.tuning.tasks.base import Feature, Task
 
 __all__ = ["ClassificationTask", "classification_metrics", "model_path"]
@@ -130,16 +131,19 @@ class ClassificationTask(Task):
         """The base model with a fresh classification head for the label map (or a trained one, reloaded)."""
         transformers = require("transformers", extra="hf", purpose="fine-tuning")
         labels = self._labels()
-        path = model_path(base_model)
+        path = model_folder(base_model)
         tokenizer = transformers.AutoTokenizer.from_pretrained(path)
         problem = "multi_label_classification" if self.multi_label else "single_label_classification"
-        model = transformers.AutoModelForSequenceClassification.from_pretrained(
+        model = load_pretrained(
+            "AutoModelForSequenceClassification",
             path,
             num_labels=len(labels),
             id2label=labels.id2label,
             label2id=labels.label2id,
             problem_type=problem,
         )
+        if model.config.pad_token_id is None:  # decoder-only models (Llama...) need it to find the last token
+            model.config.pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         return model, tokenizer
 
     def encode(self, examples: Sequence[Any], tokenizer: Any) -> list[Feature]:

@@ -25,7 +25,15 @@ from typing import Any, ClassVar
 from yulian._optional import require
 from yulian.tuning.data import QAExample, read_records
 from yulian.tuning.metrics import qa_language, squad_em_f1
-from yulian.tuning.tasks._hf import batches, device_of, eval_mode, model_folder, pad_features, require_fast
+from yulian.tuning.tasks._hf import (
+    batches,
+    device_of,
+    eval_mode,
+    load_pretrained,
+    model_folder,
+    pad_features,
+    require_fast,
+)
 from yulian.tuning.tasks.base import Feature, Task
 
 __all__ = ["QATask", "postprocess"]
@@ -99,7 +107,7 @@ class QATask(Task):
         transformers = require("transformers", extra="hf", purpose="fine-tuning")
         folder = model_folder(base_model)
         tokenizer = require_fast(transformers.AutoTokenizer.from_pretrained(folder), self.name)
-        model = transformers.AutoModelForQuestionAnswering.from_pretrained(folder)
+        model = load_pretrained("AutoModelForQuestionAnswering", folder)
         return model, tokenizer
 
     def encode(self, examples: Sequence[Any], tokenizer: Any) -> list[Feature]:

@@ -29,7 +29,15 @@ from typing import Any, ClassVar
 from yulian._optional import require
 from yulian.tuning.data import ChatExample, read_records
 from yulian.tuning.metrics import perplexity
-from yulian.tuning.tasks._hf import batches, device_of, eval_mode, model_folder, pad_features, require_fast
+from yulian.tuning.tasks._hf import (
+    batches,
+    device_of,
+    eval_mode,
+    load_pretrained,
+    model_folder,
+    pad_features,
+    require_fast,
+)
 from yulian.tuning.tasks.base import Feature, Task, TaskConfig
 
 __all__ = ["SFTTask"]
@@ -71,7 +79,7 @@ class SFTTask(Task):
         tokenizer = require_fast(transformers.AutoTokenizer.from_pretrained(folder), self.name)
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
-        model = transformers.AutoModelForCausalLM.from_pretrained(folder)
+        model = load_pretrained("AutoModelForCausalLM", folder)
         return model, tokenizer
 
     def encode(self, examples: Sequence[Any], tokenizer: Any) -> list[Feature]:

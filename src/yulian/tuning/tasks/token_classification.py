@@ -27,7 +27,15 @@ from typing import Any, ClassVar
 from yulian._optional import require
 from yulian.tuning.data import DataError, LabelMap, TokenExample, convert_tags, detect_scheme, read_records, split_tag
 from yulian.tuning.metrics import entity_report, entity_scores
-from yulian.tuning.tasks._hf import batches, device_of, eval_mode, model_folder, pad_features, require_fast
+from yulian.tuning.tasks._hf import (
+    batches,
+    device_of,
+    eval_mode,
+    load_pretrained,
+    model_folder,
+    pad_features,
+    require_fast,
+)
 from yulian.tuning.tasks.base import Feature, Task, TaskConfig
 
 __all__ = ["TokenClassificationTask", "window_starts"]
@@ -84,7 +92,8 @@ class TokenClassificationTask(Task):
         labels = self._labels()
         folder = model_folder(base_model)
         tokenizer = require_fast(transformers.AutoTokenizer.from_pretrained(folder), self.name)
-        model = transformers.AutoModelForTokenClassification.from_pretrained(
+        model = load_pretrained(
+            "AutoModelForTokenClassification",
             folder,
             num_labels=len(labels),
             id2label=labels.id2label,
