@@ -1,7 +1,7 @@
 """The adapter lifecycle: load an adapter folder onto its base model, merge it for deployment, and serve several
 adapters on one base model with per-call switching.
 
-An adapter folder is what `yulian train --method lora|adalora|ia3 ...` writes: the standard PEFT files
+An adapter folder is what `yulian train --method lora|adalora|ia3|prefix|adapter ...` writes: the standard PEFT files
 (`adapter_config.json`, `adapter_model.safetensors`, loadable by `peft.PeftModel.from_pretrained`) plus
 `yulian_adapter.json` (method, options, task, labels, base model, head config), `yulian_task.json`, the tokenizer
 and `metrics.json`.
@@ -195,11 +195,19 @@ def load_adapter(
     """
     root = Path(folder).expanduser()
     info = adapter_info(root)
+    _register_own_tuners(root)
     if base is not None and not isinstance(base, str | Path):
         model = base
     else:
         model = _load_base(auto_class or auto_class_of(root), root, base, **kwargs)
     return _method_loader(info.method).load(model, root, adapter_name=adapter_name, trainable=trainable)
+
+
+def _register_own_tuners(folder: Path) -> None:
+    """Make peft know yulian's own tuners (bottleneck adapters, KV prefixes) before it reads such a folder."""
+    peft_type = _read_json(folder / "adapter_config.json").get("peft_type")
+    if peft_type in ("BOTTLENECK", "KV_PREFIX"):
+        import yulian.tuning.tuners  # noqa: F401 - registers them with peft
 
 
 def _method_loader(method: str) -> Any:
@@ -334,6 +342,7 @@ class AdapterModel(Runnable[Any, Any]):
                 )
             with warnings.catch_warnings():  # peft 0.21 warns wrongly about AdaLoRA rank_pattern keys on reload
                 warnings.filterwarnings("ignore", message="The following rank_pattern keys", category=RuntimeWarning)
+                _register_own_tuners(Path(folder).expanduser())
                 self.model.load_adapter(str(folder), adapter_name=name)
             self.model.set_adapter(self._active)
             self.model.eval()
@@ -405,7 +414,7 @@ class _Switch:
 def adapters_command(
     action: str, folder: str, out: str | None = None, base: str | None = None, json: bool = False
 ) -> int:
-    """Inspect or merge adapter folders written by `yulian train --method lora|adalora|ia3`.
+    """Inspect or merge adapter folders written by `yulian train --method lora|adalora|ia3|prefix|adapter`.
 
     Actions: `info FOLDER` (method, task, labels, base model, options, metrics, size); `list FOLDER` (every
     adapter folder under FOLDER); `merge FOLDER --out DIR` (fold the adapter into its base model and save a plain
