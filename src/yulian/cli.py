@@ -45,6 +45,7 @@ def all_commands() -> dict[str, Callable[..., Any]]:
     from yulian.models.embed_commands import embed
     from yulian.retrieval.commands import index, search
     from yulian.retrieval.split_commands import split_command
+    from yulian.serving.commands import serve
     from yulian.tuning.adapters import adapters_command
     from yulian.tuning.commands import eval_command, predict_command, train_command
     from yulian.tuning.data_commands import data_command
@@ -60,6 +61,7 @@ def all_commands() -> dict[str, Callable[..., Any]]:
         "models": models,
         "predict": predict_command,
         "search": search,
+        "serve": serve,
         "split": split_command,
         "train": train_command,
         "version": version,

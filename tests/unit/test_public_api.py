@@ -17,6 +17,7 @@ PACKAGES = [
     "yulian.models",
     "yulian.retrieval",
     "yulian.tuning",
+    "yulian.serving",
 ]
 
 
@@ -39,7 +40,8 @@ def test_all_is_sorted_complete_and_importable(name: str) -> None:
 
 def test_import_yulian_is_light() -> None:
     code = (
-        "import sys, yulian, yulian.prompts, yulian.testing, yulian.models, yulian.retrieval, yulian.tuning\n"
+        "import sys, yulian, yulian.prompts, yulian.testing, yulian.models, yulian.retrieval, yulian.tuning,"
+        " yulian.serving\n"
         "heavy = ['torch', 'transformers', 'numpy', 'pydantic', 'asyncio', 'fastapi', 'flwr']\n"
         "print(','.join(m for m in heavy if m in sys.modules))"
     )

@@ -1,0 +1,252 @@
+"""Dynamic micro-batching: requests that arrive together share one call of the model.
+
+A `MicroBatcher` owns a queue and one worker task per model. The worker takes the first waiting item, waits at
+for more while they keep coming (each arrival gives `max_wait_ms` more, up to 8x `max_wait_ms` in all; a full
+`max_batch` goes at once; no wait at all when the previous batch was a single item: at low load a lone request
+should not pay it), and runs `fn(items)` in the model's own
+thread, one batch at a time (a CPU model gains nothing from overlapping forward passes; the next batch gathers
+meanwhile). Items carry a group key (e.g. the generation options of a chat request): only items of one group share
+a call. When a batch fails, its items are retried one by one, so a bad input fails only its own request.
+
+    batcher = MicroBatcher("minilm", embedder.embed, max_batch=32, max_wait_ms=5)
+    vectors = await batcher.submit_many(["a", "b"])          # from request handlers, on the event loop
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import time
+from collections import deque
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+__all__ = ["BatchStats", "MicroBatcher", "OverloadedError"]
+
+In = TypeVar("In")
+Out = TypeVar("Out")
+
+
+MAX_WAIT_FACTOR = 8
+"""A batch waits at most this many times `max_wait_ms` in all while items keep arriving."""
+
+
+class OverloadedError(RuntimeError):
+    """The model's queue is full: the server answers 503 with `retry-after`."""
+
+
+@dataclass
+class BatchStats:
+    """Counters for metrics and tests."""
+
+    batches: int = 0
+    items: int = 0
+    sizes: list[int] = field(default_factory=list)
+
+    def record(self, size: int) -> None:
+        self.batches += 1
+        self.items += size
+        if len(self.sizes) < 10_000:
+            self.sizes.append(size)
+
+
+@dataclass
+class _Item:
+    value: Any
+    group: Hashable
+    future: asyncio.Future[Any]
+
+
+class MicroBatcher(Generic[In, Out]):
+    """Gathers single items into batches for `fn(list[In]) -> list[Out]`.
+
+    Args:
+        name: the model's name (thread name, metrics label).
+        fn: the batched call, e.g. `embedder.embed` or `classifier.batch`; it runs in a dedicated thread.
+        max_batch: the most items per call.
+        max_wait_ms: how long the first item waits for company.
+        max_queue: the most items waiting; beyond it `submit` raises `OverloadedError`.
+        on_batch: called with the size of each batch and the queue depth left (metrics).
+        inline: call `fn` on the event loop instead of the model's thread (for non-blocking models only).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        fn: Callable[[list[In]], Sequence[Out]],
+        *,
+        max_batch: int = 32,
+        max_wait_ms: float = 5.0,
+        max_queue: int = 4096,
+        on_batch: Callable[[int, int], None] | None = None,
+        inline: bool = False,
+    ) -> None:
+        self.name = name
+        self.fn = fn
+        self.max_batch = max_batch
+        self.max_wait = max_wait_ms / 1000.0
+        self.max_queue = max_queue
+        self.on_batch = on_batch
+        self.inline = inline
+        self.stats = BatchStats()
+        self._queue: deque[_Item] = deque()
+        self._wakeup: asyncio.Event | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix=f"yulian-batch-{name}")
+        self._closing = False
+        self._busy = False
+        self._last_size = 0  # a lone request after a lone request does not wait for company
+
+    # ----------------------------------------------------------------------------------------- submitting
+    @property
+    def depth(self) -> int:
+        """Items waiting (not yet in a running batch)."""
+        return len(self._queue)
+
+    @property
+    def busy(self) -> bool:
+        """Whether a batch is running now or items wait."""
+        return self._busy or bool(self._queue)
+
+    async def submit(self, value: In, group: Hashable = None) -> Out:
+        """The result of `fn` for `value`, computed in a batch with other items of the same `group`."""
+        return (await self.submit_many([value], group))[0]
+
+    async def submit_many(self, values: Sequence[In], group: Hashable = None) -> list[Out]:
+        """Results for several items of one request (they may be split over batches, and share them with others)."""
+        if self._closing:
+            raise OverloadedError(f"{self.name} is shutting down")
+        if len(self._queue) + len(values) > self.max_queue:
+            raise OverloadedError(f"{self.name}: {len(self._queue)} items are waiting (queue limit {self.max_queue})")
+        loop = asyncio.get_running_loop()
+        self._ensure_worker()
+        items = [_Item(v, group, loop.create_future()) for v in values]
+        self._queue.extend(items)
+        assert self._wakeup is not None
+        self._wakeup.set()
+        try:
+            return list(await asyncio.gather(*(item.future for item in items)))
+        except asyncio.CancelledError:
+            for item in items:  # the client left: drop what has not started
+                item.future.cancel()
+            raise
+
+    def _ensure_worker(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self._task is None or self._task.done() or self._loop is not loop:  # a new event loop needs its own worker
+            self._loop = loop
+            self._wakeup = asyncio.Event()
+            self._task = loop.create_task(self._run(), name=f"yulian-batcher-{self.name}")
+
+    # ----------------------------------------------------------------------------------------- worker
+    async def _run(self) -> None:
+        assert self._wakeup is not None
+        loop = asyncio.get_running_loop()
+        while True:
+            if not self._queue:
+                if self._closing:
+                    return
+                self._wakeup.clear()
+                await self._wakeup.wait()
+                continue
+            first = self._queue[0]
+            if len(self._queue) < self.max_batch and self.max_wait > 0 and self._last_size > 1:
+                # gather while items keep coming: each arrival extends the wait by max_wait (a quiet gap of
+                # max_wait ends it), up to MAX_WAIT_FACTOR x max_wait in all; a full batch goes at once
+                start = time.monotonic()
+                deadline = start + self.max_wait
+                while len(self._queue) < self.max_batch and (left := deadline - time.monotonic()) > 0:
+                    self._wakeup.clear()
+                    try:
+                        await asyncio.wait_for(self._wakeup.wait(), left)
+                    except TimeoutError:
+                        break
+                    deadline = min(time.monotonic() + self.max_wait, start + MAX_WAIT_FACTOR * self.max_wait)
+            batch = self._take(first.group)
+            if not batch:
+                continue
+            self._busy = True
+            try:
+                await self._execute(loop, batch)
+            finally:
+                self._busy = False
+
+    def _take(self, group: Hashable) -> list[_Item]:
+        """Up to `max_batch` live items of `group`, in arrival order; other groups keep their places."""
+        batch: list[_Item] = []
+        rest: deque[_Item] = deque()
+        while self._queue and len(batch) < self.max_batch:
+            item = self._queue.popleft()
+            if item.future.cancelled():
+                continue
+            (batch if item.group == group else rest).append(item)
+        rest.extend(self._queue)
+        self._queue = rest
+        return batch
+
+    async def _execute(self, loop: asyncio.AbstractEventLoop, batch: list[_Item]) -> None:
+        self.stats.record(len(batch))
+        self._last_size = len(batch)
+        if self.on_batch is not None:
+            self.on_batch(len(batch), len(self._queue))
+        values = [item.value for item in batch]
+        try:
+            if self.inline:  # a non-blocking model (fakes, cheap functions): no thread hand-off
+                results = self._call(values)
+            else:
+                results = await loop.run_in_executor(self._executor, self._call, values)
+        except Exception as error:
+            if len(batch) == 1:
+                _settle(batch[0].future, error=error)
+                return
+            for item in batch:  # find the bad input: retry one by one
+                try:
+                    (result,) = await loop.run_in_executor(self._executor, self._call, [item.value])
+                except Exception as single:
+                    _settle(item.future, error=single)
+                else:
+                    _settle(item.future, result=result)
+            return
+        for item, result in zip(batch, results, strict=True):
+            _settle(item.future, result=result)
+
+    def _call(self, values: list[Any]) -> list[Any]:
+        results = list(self.fn(values))
+        if len(results) != len(values):
+            raise RuntimeError(
+                f"{self.name}: the batched call returned {len(results)} results for {len(values)} inputs"
+            )
+        return results
+
+    # ----------------------------------------------------------------------------------------- shutdown
+    def reopen(self) -> None:
+        """Take items again after `drain` (an app started again, as test clients do)."""
+        self._closing = False
+        if self._executor._shutdown:
+            self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix=f"yulian-batch-{self.name}")
+
+    async def drain(self, grace_s: float = 30.0) -> None:
+        """Stop taking items, finish the queued ones (up to `grace_s` seconds), then stop the worker."""
+        self._closing = True
+        if self._wakeup is not None:
+            self._wakeup.set()
+        if self._task is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(self._task), grace_s)
+            except TimeoutError:
+                self._task.cancel()
+        for item in self._queue:
+            _settle(item.future, error=OverloadedError(f"{self.name} shut down before this request ran"))
+        self._queue.clear()
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _settle(future: asyncio.Future[Any], *, result: Any = None, error: BaseException | None = None) -> None:
+    if future.done():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
