@@ -41,6 +41,7 @@ def demo(question: str = "What is a language chain?", stream: bool = True, real:
 
 def all_commands() -> dict[str, Callable[..., Any]]:
     """Every `yulian` subcommand by name. Command modules import only light modules at top level."""
+    from yulian.compression.commands import compress_command
     from yulian.models.chat_commands import chat, models
     from yulian.models.embed_commands import embed
     from yulian.retrieval.commands import index, search
@@ -53,6 +54,7 @@ def all_commands() -> dict[str, Callable[..., Any]]:
     return {
         "adapters": adapters_command,
         "chat": chat,
+        "compress": compress_command,
         "data": data_command,
         "demo": demo,
         "embed": embed,

@@ -18,6 +18,7 @@ PACKAGES = [
     "yulian.retrieval",
     "yulian.tuning",
     "yulian.serving",
+    "yulian.compression",
 ]
 
 
@@ -41,7 +42,7 @@ def test_all_is_sorted_complete_and_importable(name: str) -> None:
 def test_import_yulian_is_light() -> None:
     code = (
         "import sys, yulian, yulian.prompts, yulian.testing, yulian.models, yulian.retrieval, yulian.tuning,"
-        " yulian.serving\n"
+        " yulian.serving, yulian.compression\n"
         "heavy = ['torch', 'transformers', 'numpy', 'pydantic', 'asyncio', 'fastapi', 'flwr']\n"
         "print(','.join(m for m in heavy if m in sys.modules))"
     )
