@@ -26,12 +26,12 @@ from yulian.compression.artifacts import (
 from yulian.compression.commands import METHODS, CompressionRefused, compress, compress_command
 from yulian.compression.fidelity import FidelityReport, Thresholds, check_fidelity
 
-__all__ = [
+__all__ = [  # noqa: RUF022 - plain sorted(), as tests/unit/test_public_api.py checks
     "ARTIFACT_FILE",
-    "METHODS",
     "ArtifactInfo",
     "CompressionRefused",
     "FidelityReport",
+    "METHODS",
     "Thresholds",
     "check_fidelity",
     "compress",
