@@ -437,6 +437,10 @@ class Trainer:
         device = dist.device(device)
         task.setup(train_examples, base_model)
         model, tokenizer = task.build_model(base_model)
+        report = getattr(model, "yulian_load_report", None) or {}
+        if report.get("missing") or report.get("mismatched"):
+            fresh = ", ".join(report.get("missing", []) + report.get("mismatched", []))
+            self.log(f"randomly initialised (not in the checkpoint): {fresh}")
         method = get_method(cfg.method)
         model = method.apply(model, task, cfg.method_options)
         self._set_dropout(torch, model)

@@ -132,3 +132,18 @@ def test_setup_needs_labels(base: Path) -> None:
         make().setup([TextExample("good", "pos")], base)
     with pytest.raises(DataError, match="line 4 has no label"):
         make().setup([TextExample("good", "pos", line=3), TextExample("bad", line=4)], base)
+
+
+def test_a_fresh_head_is_reported_in_one_line_not_a_table(
+    base: Path, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    task = get_task("classification", TaskConfig(max_length=16))
+    task.setup(sentiment(8), base)
+    model, _ = task.build_model(base)
+    assert sorted(model.yulian_load_report["missing"]) == ["classifier.bias", "classifier.weight"]
+    assert "LOAD REPORT" not in capfd.readouterr().err
+    config = TrainConfig(epochs=1, batch_size=8, precision="fp32", max_steps=1, progress=True, eval_every=1)
+    Trainer(get_task("classification", TaskConfig(max_length=16)), config, tmp_path).fit(sentiment(8), None, base)
+    err = capfd.readouterr().err
+    assert "randomly initialised (not in the checkpoint): classifier.weight, classifier.bias" in err
+    assert "LOAD REPORT" not in err

@@ -3,6 +3,7 @@ running a model over features in evaluation mode."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -33,10 +34,45 @@ def model_folder(base_model: str | Path) -> str:
 
 def load_pretrained(auto_class: str, folder: str, **kwargs: Any) -> Any:
     """`transformers.<auto_class>.from_pretrained(folder, **kwargs)`; an adapter folder loads its base model with
-    the adapter merged in (`yulian.tuning.adapters.load_model`)."""
+    the adapter merged in (`yulian.tuning.adapters.load_model`).
+
+    transformers' multi-line LOAD REPORT table (printed whenever a fresh task head is initialised) is kept off the
+    terminal; what it said is on the model as `yulian_load_report` ({"missing": [...], "unexpected": [...]}), which
+    the trainer logs in one line."""
     from yulian.tuning.adapters import load_model
 
-    return load_model(auto_class, folder, **kwargs)
+    with load_report() as report:
+        model = load_model(auto_class, folder, **kwargs)
+    with contextlib.suppress(AttributeError, TypeError):
+        model.yulian_load_report = report
+    return model
+
+
+@contextmanager
+def load_report() -> Iterator[dict[str, list[str]]]:
+    """Capture (and silence) transformers' LOAD REPORT warnings in the block: yields {"missing", "unexpected",
+    "mismatched"} key lists, filled when the block ends."""
+    import logging
+
+    report: dict[str, list[str]] = {"missing": [], "unexpected": [], "mismatched": []}
+    status = {"MISSING": "missing", "UNEXPECTED": "unexpected", "MISMATCH": "mismatched"}
+
+    def keep(record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "LOAD REPORT" not in message:
+            return True
+        for line in message.splitlines():
+            cells = [c.strip() for c in line.split("|")]
+            if len(cells) >= 2 and cells[1] in status:
+                report[status[cells[1]]].append(cells[0])
+        return False
+
+    logger = logging.getLogger("transformers.modeling_utils")
+    logger.addFilter(keep)
+    try:
+        yield report
+    finally:
+        logger.removeFilter(keep)
 
 
 def require_fast(tokenizer: Any, task: str) -> Any:
