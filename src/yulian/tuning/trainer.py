@@ -19,9 +19,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import os
 import random
-import shutil
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -30,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from yulian._optional import require
+from yulian.tuning.checkpoints import CheckpointStore
 from yulian.tuning.distributed import Distributed
 from yulian.tuning.fast_dropout import fast_dropout_training
 from yulian.tuning.methods import get_method, trainable_summary
@@ -359,57 +358,31 @@ class Trainer:
         """Where checkpoints live: out_dir/checkpoints/step-N, with `latest` and `best` naming the folders."""
         return self.out_dir / CHECKPOINTS
 
-    def _pointer(self, name: str) -> Path | None:
-        path = self.checkpoint_dir / name
-        if not path.exists():
-            return None
-        folder = self.checkpoint_dir / path.read_text(encoding="utf-8").strip()
-        return folder if (folder / "state.pt").exists() else None
+    @property
+    def checkpoints(self) -> CheckpointStore:
+        """The run's checkpoint folders (`yulian.tuning.checkpoints`)."""
+        return CheckpointStore(self.checkpoint_dir)
 
-    def _write_pointer(self, name: str, target: str) -> None:
-        tmp = self.checkpoint_dir / f".{name}.tmp"
-        tmp.write_text(target, encoding="utf-8")
-        os.replace(tmp, self.checkpoint_dir / name)
+    def _pointer(self, name: str) -> Path | None:
+        return self.checkpoints.pointer(name)
 
     def _save_checkpoint(self, torch: Any, model: Any, optimizer: Any, scheduler: Any, state: _State) -> None:
-        """Write a checkpoint into a temporary folder, rename it into place, then move the `latest` pointer."""
-        root = self.checkpoint_dir
-        root.mkdir(parents=True, exist_ok=True)
-        name = f"step-{state.step}"
-        tmp = root / f".tmp-{name}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir()
+        """Model, optimiser, scheduler, RNG states and the position in the data, written atomically."""
         rng = {"torch": torch.get_rng_state(), "python": random.getstate()}
         if torch.cuda.is_available():
             rng["cuda"] = torch.cuda.get_rng_state_all()
         payload = {
-            "model": {k: v for k, v in model.state_dict().items()},
+            "model": dict(model.state_dict().items()),
             "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(),
             "rng": rng,
             "state": asdict(state),
         }
-        torch.save(payload, tmp / "state.pt")
-        (tmp / "trainer.json").write_text(
-            json.dumps({"step": state.step, "epoch": state.epoch, "batch": state.batch}), encoding="utf-8"
-        )
-        final = root / name
-        shutil.rmtree(final, ignore_errors=True)
-        os.replace(tmp, final)
-        if state.best_step == state.step:
-            self._write_pointer("best", name)
-        self._write_pointer("latest", name)
-        keep = {name}
-        best = self._pointer("best")
-        if best is not None:
-            keep.add(best.name)
-        for old in root.glob("step-*"):
-            if old.name not in keep:
-                shutil.rmtree(old, ignore_errors=True)
+        meta = {"step": state.step, "epoch": state.epoch, "batch": state.batch}
+        self.checkpoints.save(state.step, payload, meta, best=state.best_step == state.step)
 
     def _load(self, torch: Any, folder: Path) -> dict[str, Any]:
-        payload: dict[str, Any] = torch.load(folder / "state.pt", map_location="cpu", weights_only=False)
-        return payload
+        return self.checkpoints.load(folder)
 
     # -------------------------------------------------------------------------------------------- the loop
     def fit(
@@ -486,7 +459,7 @@ class Trainer:
             if resume:
                 self.log(f"no checkpoint in {self.checkpoint_dir}: starting afresh")
             if dist.is_main:
-                shutil.rmtree(self.checkpoint_dir, ignore_errors=True)
+                self.checkpoints.clear()
             if dev and dist.is_main:
                 state.before = task.evaluate(model, tokenizer, dev, batch_size=cfg.eval_batch_size)
                 self.log(f"before fine-tuning: {fmt_metrics(state.before)}")
