@@ -29,8 +29,9 @@ from typing import Any
 
 import torch
 from peft.config import PeftConfig
-from peft.tuners.tuners_utils import BaseTuner, BaseTunerLayer
+from peft.tuners.tuners_utils import BaseTunerLayer
 
+from yulian.tuning.tuners._base import WrappingTuner
 from yulian.tuning.tuners._registry import register
 
 __all__ = ["ARCHITECTURES", "KVPrefixConfig", "KVPrefixLayer", "KVPrefixModel", "fold_prefixes", "prefix_targets"]
@@ -239,43 +240,16 @@ class KVPrefixLayer(torch.nn.Module, BaseTunerLayer):
         return "kv_prefix." + super().__repr__()
 
 
-class KVPrefixModel(BaseTuner):
+class KVPrefixModel(WrappingTuner):
     """The peft tuner that wraps every self-attention module with a `KVPrefixLayer`."""
 
     prefix: str = "kv_prefix_"
     tuner_layer_cls = KVPrefixLayer
-    target_module_mapping: dict[str, list[str]] = {}  # noqa: RUF012 - declared so by peft
+    not_mergeable = NOT_MERGEABLE
 
-    def inject_adapter(self, model: Any, adapter_name: str, *args: Any, **kwargs: Any) -> None:
-        """Resolve the target modules from the architecture (when not given), then inject as peft does."""
-        config: Any = self.peft_config[adapter_name]
-        if config.target_modules is None:
-            config.target_modules = prefix_targets(model)
-        super().inject_adapter(model, adapter_name, *args, **kwargs)
-
-    def _prepare_adapter_config(self, peft_config: Any, model_config: dict[str, Any]) -> Any:
-        return peft_config
-
-    def _create_and_replace(
-        self,
-        peft_config: Any,
-        adapter_name: str,
-        target: Any,
-        target_name: str,
-        parent: Any,
-        current_key: str,
-        parameter_name: str | None = None,
-    ) -> None:
-        if isinstance(target, KVPrefixLayer):
-            target.update_layer(adapter_name, peft_config)
-            return
-        new_module = KVPrefixLayer(target, adapter_name, peft_config)
-        if adapter_name not in self.active_adapters:
-            new_module.requires_grad_(False)
-        self._replace_module(parent, target_name, new_module, target)
-
-    def _check_merge_allowed(self) -> None:
-        raise ValueError(NOT_MERGEABLE)
+    def default_targets(self, model: Any, config: Any) -> str:
+        """The modules this architecture's adapters wrap."""
+        return prefix_targets(model)
 
     def _replace_module(self, parent: Any, child_name: str, new_module: Any, child: Any) -> None:
         if not isinstance(new_module, KVPrefixLayer):  # unloading: put the attention module itself back
