@@ -13,7 +13,6 @@ available, the atomic rename still keeps the cache consistent. Progress goes to 
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
@@ -21,10 +20,11 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from yulian._fs import exclusive, fsync_dir, fsync_tree
 from yulian._optional import require
 from yulian.models.registry import cache_dir
 
@@ -79,7 +79,7 @@ def ensure_converted(
             f"cannot create the GGUF conversion cache {final.parent} ({e.strerror}): "
             "set YULIAN_CACHE to a writable folder"
         ) from e
-    with _exclusive(
+    with exclusive(
         final.parent / f"{final.name}.lock", lambda: log(f"waiting for another process converting {path.name}")
     ):
         if (final / MANIFEST).is_file():  # converted by another process while we waited
@@ -104,8 +104,10 @@ def ensure_converted(
             }
             (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
             os.chmod(tmp, 0o755)
+            fsync_tree(tmp)
             try:
                 os.rename(tmp, final)
+                fsync_dir(final.parent)
             except OSError:  # another process (without locks) finished first: keep its copy
                 if not (final / MANIFEST).is_file():
                     raise
@@ -159,26 +161,6 @@ def cached_conversions(cache_root: str | os.PathLike[str] | None = None) -> list
 # ============================================================================================ internals
 def _log(message: str) -> None:
     print(f"yulian: {message}", file=sys.stderr, flush=True)
-
-
-@contextlib.contextmanager
-def _exclusive(lock_path: Path, on_wait: Callable[[], None]) -> Iterator[None]:
-    """Hold an exclusive lock on `lock_path` (POSIX flock); calls `on_wait` once if it has to wait."""
-    try:
-        import fcntl
-    except ImportError:  # no flock (Windows): rely on the atomic rename
-        yield
-        return
-    with open(lock_path, "a+b") as handle:
-        try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            on_wait()
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
 def _convert(gguf_path: Path, out: Path) -> None:

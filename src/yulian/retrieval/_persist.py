@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from yulian._fs import fsync_dir, fsync_file
 from yulian.retrieval.documents import Document
 from yulian.retrieval.index import IndexCorruptError, StrPath
 
@@ -43,11 +44,11 @@ def write_index_dir(path: StrPath, writers: Mapping[str, Callable[[Path], None]]
             file = tmp / name
             write(file)
             files[name] = {"bytes": file.stat().st_size, "sha256": sha256_file(file)}
-            _fsync(file)
+            fsync_file(file)
         full = {**manifest, "files": files}
         (tmp / MANIFEST).write_text(json.dumps(full, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-        _fsync(tmp / MANIFEST)
-        _fsync_dir(tmp)
+        fsync_file(tmp / MANIFEST)
+        fsync_dir(tmp)
         if target.exists():
             old = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}"
             os.replace(target, old)
@@ -59,7 +60,7 @@ def write_index_dir(path: StrPath, writers: Mapping[str, Callable[[Path], None]]
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, target)
-        _fsync_dir(target.parent)
+        fsync_dir(target.parent)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -68,27 +69,6 @@ def write_index_dir(path: StrPath, writers: Mapping[str, Callable[[Path], None]]
 
 def _replaceable(path: Path) -> bool:
     return path.is_dir() and ((path / MANIFEST).exists() or not any(path.iterdir()))
-
-
-def _fsync(file: Path) -> None:
-    fd = os.open(file, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:  # platforms without directory fds
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def sha256_file(path: Path) -> str:
