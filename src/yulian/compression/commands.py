@@ -233,6 +233,25 @@ def _recovery_data(source: Path, o: dict[str, Any]) -> tuple[Any, list[Any], lis
     return task, list(split.train), list(split.dev)
 
 
+def _recover(source: Path, model: Any, tokenizer: Any, o: dict[str, Any], say: Any, after_step: Any = None) -> Any:
+    """Recovery fine-tuning of a pruned model on `--recover-train` (`prune.recover`)."""
+    from yulian.compression import prune
+
+    task, train, dev = _recovery_data(source, o)
+    say(f"recovery fine-tuning: {o['recover_steps']} steps on {o['recover_train']}")
+    return prune.recover(
+        task,
+        model,
+        tokenizer,
+        train,
+        dev,
+        steps=int(o["recover_steps"]),
+        threads=o["threads"],
+        progress=o["progress"],
+        after_step=after_step,
+    )
+
+
 def _magnitude(source: Path, kind: str, dest: Path, o: dict[str, Any], say: Any) -> ArtifactInfo:
     from yulian.compression import export, prune
 
@@ -240,19 +259,8 @@ def _magnitude(source: Path, kind: str, dest: Path, o: dict[str, Any], say: Any)
     stats = prune.magnitude_prune(model, float(o["amount"]))
     options: dict[str, Any] = {"amount": o["amount"]}
     if o["recover_train"]:
-        task, train, dev = _recovery_data(source, o)
-        say(f"recovery fine-tuning: {o['recover_steps']} steps on {o['recover_train']}")
-        model = prune.recover(
-            task,
-            model,
-            tokenizer,
-            train,
-            dev,
-            steps=int(o["recover_steps"]),
-            threads=o["threads"],
-            progress=o["progress"],
-            after_step=lambda m: prune.magnitude_prune(m, float(o["amount"])),
-        )
+        keep_sparse = lambda m: prune.magnitude_prune(m, float(o["amount"]))  # noqa: E731
+        model = _recover(source, model, tokenizer, o, say, after_step=keep_sparse)
         options["recover_steps"] = o["recover_steps"]
     options["sparsity"] = round(prune.sparsity(model), 4)
     say(f"magnitude pruning: sparsity {stats['sparsity']:.3f}")
@@ -278,18 +286,7 @@ def _structured(source: Path, kind: str, dest: Path, data: str | Path, o: dict[s
     say(f"structured pruning: removed {n_heads} attention heads and {n_ffn} FFN neurons")
     options: dict[str, Any] = {"heads": o["heads"], "ffn": o["ffn"], "int8": bool(o["int8"])}
     if o["recover_train"]:
-        task, train, dev = _recovery_data(source, o)
-        say(f"recovery fine-tuning: {o['recover_steps']} steps on {o['recover_train']}")
-        model = prune.recover(
-            task,
-            model,
-            tokenizer,
-            train,
-            dev,
-            steps=int(o["recover_steps"]),
-            threads=o["threads"],
-            progress=o["progress"],
-        )
+        model = _recover(source, model, tokenizer, o, say)
         options["recover_steps"] = o["recover_steps"]
     target = dest / ("model.fp32.onnx" if o["int8"] else "model.onnx")
     export.export_onnx(model, target, kind)
