@@ -2,7 +2,7 @@
 
 A MiniLM step at 16-64 tokens touches a few hundred of the 30,522 rows of the word-embedding matrix, yet dense
 AdamW zero-fills, clips and updates all 11.7M of its parameters (four 47 MB passes) every step. With the
-embedding in sparse-gradient mode, `LazyAdamW` applies AdamW to the used rows only (TensorFlow Addons'
+embedding in sparse-gradient mode, `lazy_adamw`'s optimizer applies AdamW to the used rows only (TensorFlow Addons'
 LazyAdam, with AdamW's decoupled weight decay on those rows) and hands every other parameter to torch's (fused)
 AdamW unchanged. The difference from dense AdamW: a row that a step did not use keeps its value instead of
 drifting on its momentum and decaying.
@@ -16,11 +16,11 @@ from typing import Any
 
 from yulian._optional import require
 
-__all__ = ["LazyAdamW", "clip_grad_norm", "lazy_adamw"]
+__all__ = ["clip_grad_norm", "lazy_adamw"]
 
 
 def lazy_adamw(params: Iterable[Any] | list[dict[str, Any]], lr: float, *, fused: bool = True) -> Any:
-    """A `LazyAdamW` (a `torch.optim.AdamW` subclass) over `params` (tensors or parameter groups)."""
+    """A lazy AdamW (a `torch.optim.AdamW` subclass) over `params` (tensors or parameter groups)."""
     torch = require("torch", extra="hf")
 
     class _LazyAdamW(torch.optim.AdamW):  # type: ignore[misc, name-defined]
@@ -71,10 +71,6 @@ def lazy_adamw(params: Iterable[Any] | list[dict[str, Any]], lr: float, *, fused
         return _LazyAdamW(params, lr=lr, fused=fused)
     except (RuntimeError, TypeError, ValueError):
         return _LazyAdamW(params, lr=lr)
-
-
-LazyAdamW = lazy_adamw
-"""Alias: `LazyAdamW(params, lr)` builds the optimizer (the class itself needs torch, imported lazily)."""
 
 
 def clip_grad_norm(params: Iterable[Any], max_norm: float) -> float:

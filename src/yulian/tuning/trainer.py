@@ -73,7 +73,7 @@ class TrainConfig:
         fast_dropout: on the CPU, draw dropout masks from SFC64 instead of torch's Mersenne Twister (same
             probabilities to 1/65,536, several times cheaper; `yulian.tuning.fast_dropout`).
         lazy_embeddings: on the CPU with AdamW, update a large trainable input-embedding matrix only in the rows
-            each batch used (`yulian.tuning.optim.LazyAdamW`) instead of all of it every step.
+            each batch used (`yulian.tuning.optim.lazy_adamw`) instead of all of it every step.
         eval_every: "epoch" or a number of steps; a checkpoint is written at each evaluation.
         patience: stop after this many evaluations without improvement (None: never stop early).
         metric: the metric that picks the best checkpoint (default: the task's first metric).
@@ -319,7 +319,7 @@ class Trainer:
             return torch.optim.AdamW(groups, lr=lr)
 
     def _lazy_rows(self, torch: Any, model: Any, device: str) -> Any:
-        """The input embedding to update row by row (LazyAdamW), or None: only on the CPU in one process, with
+        """The input embedding to update row by row (lazy AdamW), or None: only on the CPU in one process, with
         AdamW, when the embedding trains, is large, and is not tied to an output layer."""
         cfg = self.config
         if not cfg.lazy_embeddings or device != "cpu" or self._dist.enabled or cfg.optimizer != "adamw":
