@@ -412,7 +412,7 @@ class Trainer:
         model, tokenizer = task.build_model(base_model)
         report = getattr(model, "yulian_load_report", None) or {}
         if report.get("missing") or report.get("mismatched"):
-            fresh = ", ".join(report.get("missing", []) + report.get("mismatched", []))
+            fresh = ", ".join(sorted(report.get("missing", []) + report.get("mismatched", [])))
             self.log(f"randomly initialised (not in the checkpoint): {fresh}")
         method = get_method(cfg.method)
         model = method.apply(model, task, cfg.method_options)

@@ -145,5 +145,5 @@ def test_a_fresh_head_is_reported_in_one_line_not_a_table(
     config = TrainConfig(epochs=1, batch_size=8, precision="fp32", max_steps=1, progress=True, eval_every=1)
     Trainer(get_task("classification", TaskConfig(max_length=16)), config, tmp_path).fit(sentiment(8), None, base)
     err = capfd.readouterr().err
-    assert "randomly initialised (not in the checkpoint): classifier.weight, classifier.bias" in err
+    assert "randomly initialised (not in the checkpoint): classifier.bias, classifier.weight" in err
     assert "LOAD REPORT" not in err
