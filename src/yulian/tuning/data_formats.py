@@ -93,7 +93,8 @@ class DataConfig:
         text_pair_field: column/field of a second text (sentence-pair tasks).
         label_sep: split label strings on this to get several labels (multi-label), e.g. "," or "|".
         delimiter: column delimiter for csv/tsv/txt (default "," / tab / tab).
-        header: whether the first row names the columns (default: yes for csv/tsv, no for txt).
+        header: whether the first row names the columns (default for csv/tsv: yes, except that with column numbers a
+            first row whose label cell also labels later rows is data, as in headerless AFQMC or TNEWS; txt: no).
         messages_field, prompt_field, response_field: where chat data keeps its messages or prompt/response.
         tag_scheme: rewrite tags to bio, bioes or bmes while reading (None keeps them).
         label_map: if given, labels/tags not in it are bad records ("unknown label").
@@ -437,12 +438,15 @@ class _Reader:
                 f"--delimiter for text<delimiter>label lines (e.g. --delimiter '@')"
             )
         delimiter = cfg.delimiter or ("," if fmt == "csv" else "\t")
-        header = cfg.header if cfg.header is not None else fmt != "txt"
-        text = io.StringIO(src.text, newline="")
-        if fmt == "csv":
-            reader = csv.reader(text, delimiter=delimiter)
-        else:  # TSV and text lines are not quoted: a quote is part of the text
-            reader = csv.reader(text, delimiter=delimiter, quoting=csv.QUOTE_NONE)
+
+        def rows() -> Any:
+            text = io.StringIO(src.text, newline="")
+            if fmt == "csv":
+                return csv.reader(text, delimiter=delimiter)
+            return csv.reader(text, delimiter=delimiter, quoting=csv.QUOTE_NONE)  # TSV: a quote is part of the text
+
+        header = cfg.header if cfg.header is not None else fmt != "txt" and self._first_row_names(rows())
+        reader = rows()
         col = self._collector()
         build: Builder | None = None
         names: list[str] | None = None
@@ -484,6 +488,22 @@ class _Reader:
                 continue
             col.build(build, dict(zip(names, row, strict=True)) if task == "chat" and names else row, start)
         return self._result(col, fmt, task)
+
+    def _first_row_names(self, reader: Any) -> bool:
+        """Whether a csv/tsv file starts with a header row. With fields given by name it must; with column numbers
+        (headerless files such as AFQMC's or TNEWS's), the first row is a header only if its label cell is none of
+        the labels of the next 200 rows (`sentence<TAB>label` above `it's great<TAB>1`)."""
+        cfg = self.cfg
+        fields = (cfg.text_field, cfg.label_field, cfg.text_pair_field)
+        if not all(f is None or re.fullmatch(r"-?\d+", str(f)) for f in fields) or cfg.label_field is None:
+            return True
+        try:
+            sample = [row for row in islice(reader, 201) if row and any(cell.strip() for cell in row)]
+            column = int(cfg.label_field)
+            first, rest = sample[0][column], {row[column] for row in sample[1:] if -len(row) <= column < len(row)}
+        except (csv.Error, IndexError):
+            return True
+        return bool(rest) and first not in rest
 
     # -------------------------------------------------------------------------------------- CoNLL / BMES
     def _txt_is_conll(self, src: Source) -> bool:

@@ -165,6 +165,10 @@ def test_tsv_keeps_quotes_and_column_numbers_select_fields() -> None:
     assert records[0].text == 'it \'s "great"' and records[0].label == "1"
     by_number = read_records(path, text_field=0, label_field="-1")
     assert [e.label for e in by_number] == ["1", "0"]
+    # headerless (AFQMC, TNEWS): with column numbers a first row whose label labels later rows is data
+    bare = write("afqmc.tsv", "q1\tq2\t0\nq3\tq4\t1\nq5\tq6\t0\n")
+    assert [e.text for e in read_records(bare, text_field=0, text_pair_field=1, label_field=2)] == ["q1", "q3", "q5"]
+    assert [e.text for e in read_records(bare, text_field=0, label_field=2, header=True)] == ["q3", "q5"]
 
 
 def test_headerless_text_lines_with_a_delimiter_and_pairs() -> None:
