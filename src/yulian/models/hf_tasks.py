@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from yulian._optional import require
+from yulian.models.char_tokens import char_encoding, has_cjk, word_marker_id
 from yulian.models.hf_embed import HFEmbedder, HFEmbedderConfig
 from yulian.models.hf_encoder import (
     Features,
@@ -259,8 +260,10 @@ class _Unit:
 class HFTokenClassifier(HFEncoder[str, list[Entity]]):
     """Named entities (or slots) with character offsets, from a transformers token-classification model.
 
-    `invoke(text)` returns `Entity`s in text order, with `text[e.start:e.end] == e.text`. Works for Chinese with
-    BERT-family tokenizers (one token per character). Texts longer than `max_length` are cut into overlapping
+    `invoke(text)` returns `Entity`s in text order, with `text[e.start:e.end] == e.text`. Chinese text takes one
+    token per character, as training tagged it: BERT-family tokenizers do so by themselves; with SentencePiece
+    (XLM-R, multilingual-e5) a batch with Chinese in it is tokenised character by character
+    (`yulian.models.char_tokens`). Texts longer than `max_length` are cut into overlapping
     windows (`stride`) and every token keeps the tags of the window where it has the most context.
     """
 
@@ -305,9 +308,14 @@ class HFTokenClassifier(HFEncoder[str, list[Entity]]):
 
     def _predict(self, inputs: list[Any]) -> list[list[Entity]]:
         rt = self._runtime()
-        enc = rt.tokenizer(
-            inputs, return_offsets_mapping=True, return_special_tokens_mask=True, truncation=False, verbose=False
-        )
+        marker = word_marker_id(rt.tokenizer)
+        if marker is not None and any(has_cjk(text) for text in inputs):
+            # Chinese through a SentencePiece tokenizer: one token per character, as `yulian train` tags it
+            enc: Any = char_encoding(rt.tokenizer, inputs, marker)
+        else:
+            enc = rt.tokenizer(
+                inputs, return_offsets_mapping=True, return_special_tokens_mask=True, truncation=False, verbose=False
+            )
         windows: list[tuple[int, int, int, int]] = []  # (text index, content start, content end, prefix length)
         features: list[Features] = []
         for t in range(len(inputs)):

@@ -48,6 +48,27 @@ def save_tokenizer(folder: Path) -> Any:
     return tokenizer
 
 
+SP_PIECES = ["<unk>", "<s>", "</s>", "<pad>", "\u2581", "\u2581在", "\u2581john", "北京", *CHINESE]
+
+
+def sentencepiece_tokenizer(folder: Path | None = None) -> Any:
+    """A tiny XLM-R-style Unigram tokenizer over SP_PIECES (<s> ... </s> around a text): split into words, most
+    lone Chinese characters come out as the bare "▁" piece plus the character, as with multilingual-e5."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    scored = [(p, -1.0 if p.startswith("\u2581") else -2.0) for p in SP_PIECES]
+    tok = Tokenizer(models.Unigram(scored, unk_id=0))
+    tok.pre_tokenizer = pre_tokenizers.Metaspace()
+    tok.post_processor = processors.TemplateProcessing(single="<s> $A </s>", special_tokens=[("<s>", 1), ("</s>", 2)])
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, unk_token="<unk>", pad_token="<pad>", bos_token="<s>", eos_token="</s>"
+    )
+    if folder is not None:
+        fast.save_pretrained(str(folder))
+    return fast
+
+
 def tiny_config(**overrides: Any) -> Any:
     from transformers import BertConfig
 

@@ -11,11 +11,18 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "models"))
 
-from tiny_hf import save_crafted_tagger, save_random, save_tokenizer, single_thread  # noqa: F401
+from tiny_hf import (  # noqa: F401
+    save_crafted_tagger,
+    save_random,
+    save_tokenizer,
+    sentencepiece_tokenizer,
+    single_thread,
+)
 
+from yulian.models.char_tokens import drop_char_markers
 from yulian.tuning.data import DataError, TokenExample
 from yulian.tuning.tasks import Task, TaskConfig, get_task
-from yulian.tuning.tasks.token_classification import TokenClassificationTask, drop_char_markers, window_starts
+from yulian.tuning.tasks.token_classification import TokenClassificationTask, window_starts
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -58,25 +65,15 @@ def test_chinese_characters_align_one_to_one(tokenizer: Any) -> None:
     assert feature["labels"][0] == feature["labels"][-1] == -100
 
 
-def _sentencepiece_tokenizer() -> Any:
-    """A tiny XLM-R-style Unigram tokenizer: most characters are spelled "▁" + character when split into words."""
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
-    pieces = ["<unk>", "<s>", "</s>", "<pad>", "\u2581", "\u2581在", *"张三丰在北京工作"]
-    tok = Tokenizer(models.Unigram([(p, -1.0 if p.startswith("\u2581") else -2.0) for p in pieces], unk_id=0))
-    tok.pre_tokenizer = pre_tokenizers.Metaspace()
-    return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", pad_token="<pad>")
-
-
 def test_sentencepiece_word_markers_are_dropped_so_characters_align_one_to_one() -> None:
-    sp = _sentencepiece_tokenizer()
+    sp = sentencepiece_tokenizer()
     plain = sp(ZH.tokens, is_split_into_words=True, add_special_tokens=False)["input_ids"]
     assert len(plain) > len(ZH.tokens)  # "▁" + character: the doubling the task must undo
     task = _task([ZH])
     [feature] = task.encode([ZH], sp)
-    assert sp.convert_ids_to_tokens(feature["input_ids"]) == ["张", "三", "丰", "\u2581在", "北", "京", "工", "作"]
-    assert [task.labels.label(i) for i in feature["labels"]] == ZH.tags  # type: ignore[union-attr]
+    tokens = sp.convert_ids_to_tokens(feature["input_ids"])
+    assert tokens == ["<s>", "张", "三", "丰", "\u2581在", "北", "京", "工", "作", "</s>"]
+    assert [task.labels.label(i) for i in feature["labels"][1:-1]] == ZH.tags  # type: ignore[union-attr]
     # words longer than one character keep all their pieces (English through the same tokenizer)
     assert drop_char_markers([4, 9, 4, 10], [0, 0, 1, 1], ["ab", "c"], 4) == ([4, 9, 10], [0, 0, 1])
 

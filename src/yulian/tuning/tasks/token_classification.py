@@ -9,7 +9,7 @@ Alignment: words are tokenised with `is_split_into_words=True` by a fast tokeniz
 ids. The first sub-word of a word carries the word's tag; the other sub-words get -100 (ignored by the loss)
 unless `config.label_all_tokens`. A Chinese character is one word, so features align with characters 1:1
 (SentencePiece tokenizers such as XLM-R's spell a lone character as "▁" + character: the bare "▁" is dropped,
-see `drop_char_markers`, so a character still takes one token rather than two).
+see `yulian.models.char_tokens`, so a character still takes one token rather than two).
 
 Long sentences are cut into overlapping windows of `max_length` tokens (special tokens included), consecutive
 windows sharing `stride` tokens, so no word is lost. At evaluation each word takes the prediction of its first
@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from yulian._optional import require
+from yulian.models.char_tokens import drop_char_markers, word_marker_id
 from yulian.tuning.data import DataError, LabelMap, TokenExample, convert_tags, detect_scheme, read_records, split_tag
 from yulian.tuning.metrics import entity_report, entity_scores
 from yulian.tuning.tasks._hf import (
@@ -40,7 +41,7 @@ from yulian.tuning.tasks._hf import (
 )
 from yulian.tuning.tasks.base import Feature, Task, TaskConfig
 
-__all__ = ["TokenClassificationTask", "drop_char_markers", "window_starts", "word_marker_id"]
+__all__ = ["TokenClassificationTask", "window_starts"]
 
 _PREFIXES = {"bio": ("B", "I"), "bioes": ("B", "I", "E", "S"), "bmes": ("B", "M", "E", "S")}
 
@@ -244,44 +245,6 @@ def _token_examples(examples: Sequence[Any]) -> list[TokenExample]:
         if not isinstance(ex, TokenExample):
             raise TypeError(f"the ner task takes TokenExample records; item {i} is a {type(ex).__name__}")
     return list(examples)
-
-
-def word_marker_id(tokenizer: Any) -> int | None:
-    """The id of a SentencePiece tokenizer's bare word-start piece ("▁"), or None when it has none (WordPiece).
-
-    Split into words, every Chinese character is a word, and XLM-R-style tokenizers spell many as two pieces,
-    "▁" + the character: half the sequence would be markers. `drop_char_markers` removes them.
-    """
-    unk = getattr(tokenizer, "unk_token_id", None)
-    try:
-        found = tokenizer.convert_tokens_to_ids("\u2581")
-    except (KeyError, TypeError, ValueError):
-        return None
-    return found if isinstance(found, int) and found != unk else None
-
-
-def drop_char_markers(
-    ids: Sequence[int], words: Sequence[int | None], tokens: Sequence[str], marker: int
-) -> tuple[list[int], list[int | None]]:
-    """`ids`/`words` without the bare word-start pieces of one-character words that have another piece.
-
-    A Chinese character then takes exactly one token (the character's own piece, as inside running text), so
-    sequences are as long as the sentence and every character keeps its own tag. Longer words keep their pieces.
-    """
-    keep_ids: list[int] = []
-    keep_words: list[int | None] = []
-    for j, (piece, word) in enumerate(zip(ids, words, strict=True)):
-        if (
-            piece == marker
-            and word is not None
-            and len(tokens[word]) == 1
-            and j + 1 < len(words)
-            and words[j + 1] == word
-        ):
-            continue
-        keep_ids.append(piece)
-        keep_words.append(word)
-    return keep_ids, keep_words
 
 
 def _special_layout(tokenizer: Any) -> tuple[list[int], list[int]]:
