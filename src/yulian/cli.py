@@ -11,7 +11,7 @@ import argparse
 import inspect
 import sys
 import typing
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,8 +39,9 @@ def demo(question: str = "What is a language chain?", stream: bool = True, real:
     run(question=question, stream=stream, real=real)
 
 
-def all_commands() -> dict[str, Callable[..., Any]]:
-    """Every `yulian` subcommand by name. Command modules import only light modules at top level."""
+def all_commands() -> dict[str, Any]:
+    """Every `yulian` subcommand by name (a dict value is a group of subcommands). Command modules import only
+    light modules at top level."""
     from yulian.compression.commands import compress_command
     from yulian.models.chat_commands import chat, models
     from yulian.models.embed_commands import embed
@@ -140,25 +141,43 @@ def _add_command(sub: Any, name: str, func: Callable[..., Any]) -> None:
     parser.set_defaults(_func=func)
 
 
-def build_parser(commands: dict[str, Callable[..., Any]] | None = None) -> argparse.ArgumentParser:
-    """The argparse parser for `commands` (default: all of yulian's)."""
+def _add_group(sub: Any, name: str, group: Mapping[str, Any]) -> None:
+    """A command with subcommands of its own (`yulian app monitor ...`): `group` maps their names to functions."""
+    doc = inspect.getdoc(group) if not isinstance(group, dict) else None
+    summary = (doc or f"{name} commands").partition("\n")[0]
+    parser = sub.add_parser(name, help=summary, description=doc or summary)
+    nested = parser.add_subparsers(title=f"{name} commands", metavar="COMMAND")
+    for child, func in group.items():
+        if isinstance(func, Mapping):
+            _add_group(nested, child, func)
+        else:
+            _add_command(nested, child, func)
+    parser.set_defaults(_func=None, _parser=parser)
+
+
+def build_parser(commands: Mapping[str, Any] | None = None) -> argparse.ArgumentParser:
+    """The argparse parser for `commands` (default: all of yulian's); a mapping as a value is a command group."""
     parser = argparse.ArgumentParser(
         prog="yulian",
         description="语链 yulian: chain, fine-tune, protect, compress and serve language models.",
     )
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
     for name, func in (commands or all_commands()).items():
-        _add_command(sub, name, func)
+        if isinstance(func, Mapping):
+            _add_group(sub, name, func)
+        else:
+            _add_command(sub, name, func)
     return parser
 
 
-def main(argv: Sequence[str] | None = None, commands: dict[str, Callable[..., Any]] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, commands: Mapping[str, Any] | None = None) -> int:
     """Entry point of the `yulian` command; returns the exit status."""
     parser = build_parser(commands)
     ns = vars(parser.parse_args(argv))
     func = ns.pop("_func", None)
+    group_parser = ns.pop("_parser", None)
     if func is None:
-        parser.print_help()
+        (group_parser or parser).print_help()
         return 2
     try:
         result = func(**ns)
