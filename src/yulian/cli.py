@@ -51,6 +51,7 @@ def all_commands() -> dict[str, Any]:
     from yulian.tuning.adapters import adapters_command
     from yulian.tuning.commands import eval_command, predict_command, train_command
     from yulian.tuning.data_commands import data_command
+    from yulian.tuning.explain import explain_command
 
     return {
         "adapters": adapters_command,
@@ -59,6 +60,7 @@ def all_commands() -> dict[str, Any]:
         "data": data_command,
         "demo": demo,
         "embed": embed,
+        "explain": explain_command,
         "eval": eval_command,
         "index": index,
         "models": models,
