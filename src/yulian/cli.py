@@ -42,9 +42,12 @@ def demo(question: str = "What is a language chain?", stream: bool = True, real:
 def all_commands() -> dict[str, Any]:
     """Every `yulian` subcommand by name (a dict value is a group of subcommands). Command modules import only
     light modules at top level."""
+    from yulian.apps.recommend.commands import recommend_command
     from yulian.compression.commands import compress_command
+    from yulian.guardrails import guard_command
     from yulian.models.chat_commands import chat, models
     from yulian.models.embed_commands import embed
+    from yulian.privacy.commands import mask_command
     from yulian.retrieval.commands import index, search
     from yulian.retrieval.split_commands import split_command
     from yulian.serving.commands import serve
@@ -55,14 +58,17 @@ def all_commands() -> dict[str, Any]:
 
     return {
         "adapters": adapters_command,
+        "app": {"recommend": recommend_command},
         "chat": chat,
         "compress": compress_command,
         "data": data_command,
         "demo": demo,
         "embed": embed,
         "explain": explain_command,
+        "guard": guard_command,
         "eval": eval_command,
         "index": index,
+        "mask": mask_command,
         "models": models,
         "predict": predict_command,
         "search": search,

@@ -19,6 +19,9 @@ PACKAGES = [
     "yulian.tuning",
     "yulian.serving",
     "yulian.compression",
+    "yulian.privacy",
+    "yulian.apps",
+    "yulian.apps.recommend",
 ]
 
 
@@ -42,7 +45,7 @@ def test_all_is_sorted_complete_and_importable(name: str) -> None:
 def test_import_yulian_is_light() -> None:
     code = (
         "import sys, yulian, yulian.prompts, yulian.testing, yulian.models, yulian.retrieval, yulian.tuning,"
-        " yulian.serving, yulian.compression\n"
+        " yulian.serving, yulian.compression, yulian.privacy, yulian.guardrails, yulian.apps\n"
         "heavy = ['torch', 'transformers', 'numpy', 'pydantic', 'asyncio', 'fastapi', 'flwr']\n"
         "print(','.join(m for m in heavy if m in sys.modules))"
     )
@@ -58,8 +61,10 @@ def test_cli_help_runs() -> None:
 def test_every_command_has_working_help(capsys: pytest.CaptureFixture[str]) -> None:
     from yulian.cli import all_commands, main
 
-    for name in all_commands():
-        with pytest.raises(SystemExit) as info:
-            main([name, "--help"])
-        assert info.value.code == 0, name
-        assert "usage: yulian" in capsys.readouterr().out
+    for name, command in all_commands().items():
+        paths = [[name, child] for child in command] if isinstance(command, dict) else [[name]]
+        for path in paths:
+            with pytest.raises(SystemExit) as info:
+                main([*path, "--help"])
+            assert info.value.code == 0, path
+            assert "usage: yulian" in capsys.readouterr().out

@@ -34,7 +34,7 @@ from yulian._optional import require
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
-from yulian.serving.audit import AuditLog, mask
+from yulian.serving.audit import AuditLog, audit_masker, mask, set_masker
 from yulian.serving.auth import KeyStore, Principal, bearer_token
 from yulian.serving.batching import MicroBatcher
 from yulian.serving.config import ConfigError, ModelConfig, ServeConfig, load_config
@@ -454,6 +454,10 @@ def create_app(config: ServeConfig | str | Path) -> Any:
 
     cfg = config if isinstance(config, ServeConfig) else load_config(config)
     state = ServerState(cfg)
+    if audit_masker() is None:  # free text the server logs (error messages) goes through PII masking
+        from yulian.privacy import mask_text
+
+        set_masker(mask_text)
 
     @asynccontextmanager
     async def lifespan(app: Any) -> Any:

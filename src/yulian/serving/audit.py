@@ -6,8 +6,8 @@
 
 Nothing a client wrote or a model said is logged: only counts and sizes. Free-text fields that the server adds
 (error codes and messages) pass through `mask`, the hook where the privacy module's PII masking plugs in:
-`set_masker(yulian.privacy.mask_text)` once it exists. Until then the default masker drops anything that is not
-one of the server's own fixed error codes.
+`create_app` installs `yulian.privacy.mask_text` (phones, ID numbers, cards, emails... redacted) unless another
+masker was set; with none installed, free text is replaced by its length.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TextIO
 
-__all__ = ["AuditLog", "mask", "set_masker"]
+__all__ = ["AuditLog", "audit_masker", "mask", "set_masker"]
 
 _masker: Callable[[str], str] | None = None
 
@@ -28,6 +28,11 @@ def set_masker(masker: Callable[[str], str] | None) -> None:
     """Install the function that masks PII in free text before it is logged (None: the strict default)."""
     global _masker
     _masker = masker
+
+
+def audit_masker() -> Callable[[str], str] | None:
+    """The installed masker (None: the strict default)."""
+    return _masker
 
 
 def mask(text: str) -> str:

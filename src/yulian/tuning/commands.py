@@ -176,6 +176,8 @@ def train_command(
     resume: bool = False,
     threads: int | None = None,
     progress: bool = True,
+    ensemble: int | None = None,
+    ensemble_by: str = "seed",
     config: str | None = None,
 ) -> int:
     """Fine-tune a model on a data file; write the model, report.md, metrics.json and curves into --out.
@@ -228,6 +230,9 @@ def train_command(
         resume: continue from OUT's latest checkpoint.
         threads: torch CPU threads.
         progress: show a progress bar.
+        ensemble: train this many models into OUT/member-1.. and use them as one (mean of probabilities); see
+            `yulian.tuning.ensemble`.
+        ensemble_by: how the members differ: seed (same data) or fold (member i leaves fold i out).
         config: a YAML or JSON file of these options; flags given on the command line override it.
     """
     options = dict(locals())
@@ -296,6 +301,22 @@ def _train(o: dict[str, Any]) -> int:
             print(f"model: {o['model']} (--model auto, --lang {o['lang']})", file=sys.stderr)
     if o["progress"]:
         print(f"{len(train_examples):,} training and {len(dev_examples):,} dev examples", file=sys.stderr)
+    if o.get("ensemble"):
+        from yulian.tuning.ensemble import train_ensemble
+
+        built = train_ensemble(
+            lambda: get_task(o["task"], task_config),
+            train_config,
+            out,
+            train_examples,
+            dev_examples,
+            o["model"],
+            k=int(o["ensemble"]),
+            by=o.get("ensemble_by") or "seed",
+        )
+        members = [_rounded(m) for m in built.member_metrics]
+        print(_json.dumps({"out": str(out), "members": members, **_rounded(built.metrics)}, ensure_ascii=False))
+        return 0
     result = Trainer(task, train_config, out).fit(train_examples, dev_examples, o["model"], resume=o["resume"])
     after = result.metrics.get("after", {})
     print(_json.dumps({"out": str(out), "best_step": result.best_step, **_rounded(after)}, ensure_ascii=False))
@@ -368,9 +389,11 @@ def eval_command(
         "label_sep": label_sep,
         "format": format,
     }
+    from yulian.tuning.ensemble import build_ensemble_model, is_ensemble
+
     task = _load_trained(model, overrides)
     examples = list(task.read(data, skip_bad=skip_bad, encoding=encoding))
-    net, tokenizer = task.build_model(model)
+    net, tokenizer = build_ensemble_model(task, model) if is_ensemble(model) else task.build_model(model)
     metrics = _rounded(task.evaluate(net, tokenizer, examples, batch_size=batch_size))
     if json:
         print(_json.dumps(metrics))
@@ -390,10 +413,13 @@ def predict_command(model: str, batch_size: int = 32) -> int:
         model: the fine-tuned model folder (the --out of `yulian train`).
         batch_size: texts per forward pass.
     """
+    from yulian.tuning.ensemble import EnsembleClassifier, is_ensemble
     from yulian.tuning.tasks import Task
 
     task = Task.from_dir(model)
-    predictor = task.predictor(model)
+    if is_ensemble(model) and task.name != "classification":
+        raise ValueError(f"{model}: predict serves classification ensembles; score a {task.name} one with yulian eval")
+    predictor = EnsembleClassifier.from_dir(model) if is_ensemble(model) else task.predictor(model)
     texts = [line.rstrip("\r\n") for line in sys.stdin]
     texts = [t for t in texts if t.strip()]
     for start in range(0, len(texts), batch_size):
