@@ -169,6 +169,8 @@ def train_command(
     text_pair_field: str | None = None,
     label_sep: str | None = None,
     class_weights: str | None = None,
+    label_smoothing: float = 0.0,
+    rdrop: float = 0.0,
     format: str | None = None,  # the CLI option is --format
     skip_bad: bool = False,
     encoding: str = "utf-8",
@@ -223,6 +225,8 @@ def train_command(
         text_pair_field: field or column of a second text (sentence pairs).
         label_sep: separator of several labels in one field (multi-label).
         class_weights: balanced, to weight the loss by inverse label frequency.
+        label_smoothing: classification: mix the targets with the uniform distribution by this much (e.g. 0.1).
+        rdrop: classification: R-Drop weight (e.g. 1.0): two dropout passes per batch, KL between them added.
         format: the data format (default: from the extension).
         skip_bad: skip bad records instead of stopping at the first.
         encoding: the data files' encoding (gbk, gb18030, latin-1...).
@@ -260,6 +264,8 @@ def _train(o: dict[str, Any]) -> int:
         text_pair_field=_none(o["text_pair_field"]),
         label_sep=o["label_sep"],
         class_weights=_none(o["class_weights"]),
+        label_smoothing=float(o.get("label_smoothing") or 0.0),
+        rdrop=float(o.get("rdrop") or 0.0),
         format=o["format"],
     )
     task = get_task(o["task"], task_config)

@@ -147,3 +147,45 @@ def test_a_fresh_head_is_reported_in_one_line_not_a_table(
     err = capfd.readouterr().err
     assert "randomly initialised (not in the checkpoint): classifier.bias, classifier.weight" in err
     assert "LOAD REPORT" not in err
+
+
+class _Replay:
+    """A stand-in model returning preset logits, one tensor per call (two calls: R-Drop's two passes)."""
+
+    def __init__(self, *logits: Any) -> None:
+        self.outputs = list(logits)
+
+    def __call__(self, **inputs: Any) -> Any:
+        from types import SimpleNamespace
+
+        return SimpleNamespace(logits=self.outputs.pop(0), loss=None)
+
+
+def test_label_smoothing_and_r_drop_losses_match_their_definitions(base: Path) -> None:
+    import torch
+
+    examples = [TextExample("good", "pos"), TextExample("bad", "neg")]
+    labels = torch.tensor([1, 0])
+    first = torch.tensor([[0.2, 1.5], [2.0, -1.0]])
+    second = torch.tensor([[0.9, 0.1], [1.0, 0.5]])
+    smooth = make(label_smoothing=0.1)
+    smooth.setup(examples, base)
+    expected = torch.nn.functional.cross_entropy(first, labels, label_smoothing=0.1)
+    # by hand: (1 - 0.1) * NLL + 0.1 * mean over classes of -log p
+    logp = first.log_softmax(-1)
+    manual = (0.9 * -logp[[0, 1], labels] + 0.1 * -logp.mean(-1)).mean()
+    assert smooth.loss(_Replay(first), {"input_ids": None, "labels": labels}).item() == pytest.approx(manual.item())
+    assert manual.item() == pytest.approx(expected.item())
+
+    rdrop = make(rdrop=2.0)
+    rdrop.setup(examples, base)
+    p, q = first.softmax(-1), second.softmax(-1)
+    kl = lambda a, b: (a * (a / b).log()).sum(-1).mean()  # noqa: E731
+    ce = lambda z: torch.nn.functional.cross_entropy(z, labels)  # noqa: E731
+    want = (ce(first) + ce(second)) / 2 + 2.0 * (kl(p, q) + kl(q, p)) / 2
+    got = rdrop.loss(_Replay(first, second), {"input_ids": None, "labels": labels})
+    assert got.item() == pytest.approx(want.item(), rel=1e-5)
+    with pytest.raises(ValueError, match=r"label_smoothing must be in \[0, 1\)"):
+        make(label_smoothing=1.0)
+    with pytest.raises(ValueError, match="rdrop must be >= 0"):
+        make(rdrop=-1)

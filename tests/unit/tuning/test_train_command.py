@@ -48,9 +48,11 @@ def test_train_eval_predict_round_trip(
 ) -> None:
     write_jsonl(Path("train.jsonl"), sentiment(80))
     write_jsonl(Path("test.jsonl"), sentiment(24, seed=5))
-    assert main(["train", "--model", str(base), "--train", "train.jsonl", "--out", "run", *FAST], COMMANDS) == 0
+    args = ["train", "--model", str(base), "--train", "train.jsonl", "--out", "run", "--label-smoothing", "0.05"]
+    assert main([*args, *FAST], COMMANDS) == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["out"] == "run" and summary["accuracy"] >= 0.75
+    assert json.loads(Path("run/yulian_task.json").read_text())["config"]["label_smoothing"] == 0.05
     split = json.loads(Path("run/split.json").read_text())
     assert len(split["dev"]) == 8 and len(split["train"]) == 72 and split["seed"] == 42
     assert not set(split["dev"]) & set(split["train"])

@@ -47,6 +47,9 @@ class TaskConfig:
         label_sep: separator of several labels in one field (multi-label classification).
         multi_label: force multi-label classification (None: detect from the data).
         class_weights: "balanced" or None, for classification losses.
+        label_smoothing: classification targets mixed with the uniform distribution by this much (0: off).
+        rdrop: R-Drop weight for classification (0: off): each batch runs twice through dropout and the loss adds
+            this times the symmetric KL divergence between the two predictions (Liang et al. 2021).
         tag_scheme: "bio" | "bioes" | "bmes" | None (as found) for token classification.
         label_all_tokens: label every sub-word (else only the first sub-word of a word; the rest get -100).
         max_answer_len / n_best / handle_unanswerable: QA post-processing.
@@ -62,6 +65,8 @@ class TaskConfig:
     label_sep: str | None = None
     multi_label: bool | None = None
     class_weights: str | None = None
+    label_smoothing: float = 0.0
+    rdrop: float = 0.0
     tag_scheme: str | None = None
     label_all_tokens: bool = False
     max_answer_len: int = 30
@@ -79,6 +84,10 @@ class TaskConfig:
             self.stride = self.max_length // 2
         if self.class_weights not in (None, "balanced"):
             raise ValueError(f"class_weights must be 'balanced' or None, got {self.class_weights!r}")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
+        if self.rdrop < 0:
+            raise ValueError(f"rdrop must be >= 0, got {self.rdrop}")
         if self.tag_scheme not in (None, "bio", "bioes", "bmes"):
             raise ValueError(f"tag_scheme must be bio, bioes or bmes, got {self.tag_scheme!r}")
 

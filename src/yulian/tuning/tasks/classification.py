@@ -183,19 +183,46 @@ class ClassificationTask(Task):
         return PadCollator(pad_id=pad_id)(features)
 
     def loss(self, model: Any, batch: Mapping[str, Any]) -> Any:
-        """Cross-entropy (weighted with class_weights="balanced") or BCE for multi-label."""
-        if self.class_weights is None:
+        """Cross-entropy (weighted with class_weights="balanced", smoothed with label_smoothing) or BCE for
+        multi-label; with rdrop, the mean over two dropout passes plus rdrop x their symmetric KL divergence."""
+        cfg = self.config
+        if self.class_weights is None and not cfg.label_smoothing and not cfg.rdrop:
             return model(**batch).loss
-        torch = require("torch", extra="hf")
         inputs = {k: v for k, v in batch.items() if k != "labels"}
         logits = model(**inputs).logits.float()
-        if self._weights_tensor is None or self._weights_tensor.device != logits.device:
-            self._weights_tensor = torch.tensor(self.class_weights, device=logits.device)
-        labels = batch["labels"]
+        loss = self._loss_of(logits, batch["labels"])
+        if cfg.rdrop:
+            second = model(**inputs).logits.float()
+            loss = (loss + self._loss_of(second, batch["labels"])) / 2 + cfg.rdrop * self._symmetric_kl(logits, second)
+        return loss
+
+    def _loss_of(self, logits: Any, labels: Any) -> Any:
+        torch = require("torch", extra="hf")
+        functional = torch.nn.functional
+        weights = None
+        if self.class_weights is not None:
+            if self._weights_tensor is None or self._weights_tensor.device != logits.device:
+                self._weights_tensor = torch.tensor(self.class_weights, device=logits.device)
+            weights = self._weights_tensor
+        smoothing = self.config.label_smoothing
         if self.multi_label:
-            bce = torch.nn.functional.binary_cross_entropy_with_logits(logits, labels.float(), reduction="none")
-            return (bce * self._weights_tensor).mean()
-        return torch.nn.functional.cross_entropy(logits, labels, weight=self._weights_tensor)
+            targets = labels.float() * (1 - smoothing) + smoothing / 2
+            bce = functional.binary_cross_entropy_with_logits(logits, targets, reduction="none")
+            return (bce * weights).mean() if weights is not None else bce.mean()
+        return functional.cross_entropy(logits, labels, weight=weights, label_smoothing=smoothing)
+
+    def _symmetric_kl(self, a: Any, b: Any) -> Any:
+        torch = require("torch", extra="hf")
+        functional = torch.nn.functional
+        if self.multi_label:  # per-label Bernoulli distributions
+            pa, pb = torch.sigmoid(a).clamp(1e-6, 1 - 1e-6), torch.sigmoid(b).clamp(1e-6, 1 - 1e-6)
+            kl_ab = pa * (pa / pb).log() + (1 - pa) * ((1 - pa) / (1 - pb)).log()
+            kl_ba = pb * (pb / pa).log() + (1 - pb) * ((1 - pb) / (1 - pa)).log()
+            return (kl_ab + kl_ba).sum(-1).mean() / 2
+        la, lb = functional.log_softmax(a, -1), functional.log_softmax(b, -1)
+        kl_ab = functional.kl_div(lb, la, log_target=True, reduction="batchmean")  # KL(a || b)
+        kl_ba = functional.kl_div(la, lb, log_target=True, reduction="batchmean")
+        return (kl_ab + kl_ba) / 2
 
     # evaluation --------------------------------------------------------------------------------------------
     def predict_ids(
