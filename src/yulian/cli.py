@@ -44,6 +44,7 @@ def all_commands() -> dict[str, Any]:
     light modules at top level."""
     from yulian.apps.recommend.commands import recommend_command
     from yulian.compression.commands import compress_command
+    from yulian.federated.commands import federate_command
     from yulian.guardrails import guard_command
     from yulian.models.chat_commands import chat, models
     from yulian.models.embed_commands import embed
@@ -65,6 +66,7 @@ def all_commands() -> dict[str, Any]:
         "demo": demo,
         "embed": embed,
         "explain": explain_command,
+        "federate": federate_command,
         "guard": guard_command,
         "eval": eval_command,
         "index": index,

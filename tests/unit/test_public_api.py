@@ -20,6 +20,7 @@ PACKAGES = [
     "yulian.serving",
     "yulian.compression",
     "yulian.privacy",
+    "yulian.federated",
     "yulian.apps",
     "yulian.apps.recommend",
 ]
@@ -45,7 +46,8 @@ def test_all_is_sorted_complete_and_importable(name: str) -> None:
 def test_import_yulian_is_light() -> None:
     code = (
         "import sys, yulian, yulian.prompts, yulian.testing, yulian.models, yulian.retrieval, yulian.tuning,"
-        " yulian.serving, yulian.compression, yulian.privacy, yulian.guardrails, yulian.apps\n"
+        " yulian.serving, yulian.compression, yulian.privacy, yulian.guardrails, yulian.apps,"
+        " yulian.federated\n"
         "heavy = ['torch', 'transformers', 'numpy', 'pydantic', 'asyncio', 'fastapi', 'flwr']\n"
         "print(','.join(m for m in heavy if m in sys.modules))"
     )

@@ -22,7 +22,7 @@ import math
 import random
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,7 +34,9 @@ from yulian.tuning.fast_dropout import fast_dropout_training
 from yulian.tuning.methods import get_method, trainable_summary
 from yulian.tuning.optim import clip_grad_norm, lazy_adamw
 from yulian.tuning.tasks.base import Task
+from yulian.tuning.trainer_board import TensorBoard
 from yulian.tuning.trainer_report import Progress, fmt_metrics, plot_curves, report_markdown
+from yulian.tuning.weights import load_named
 
 __all__ = ["TrainConfig", "TrainResult", "Trainer", "native_bf16"]
 
@@ -85,6 +87,8 @@ class TrainConfig:
         method / method_options: the fine-tuning method (`yulian.tuning.methods`) and its options.
         device: "auto" (cuda when available), "cpu" or "cuda". threads: torch CPU threads (None: leave).
         progress: show a progress bar and messages on stderr. save_model: write the final model into out_dir.
+        artifacts: write checkpoints, metrics.json, report.md and curves (False: train in memory only, as a
+            federated client does every round; implies no checkpoints to resume from).
     """
 
     epochs: int = 3
@@ -114,6 +118,7 @@ class TrainConfig:
     threads: int | None = None
     progress: bool = True
     save_model: bool = True
+    artifacts: bool = True
 
     def __post_init__(self) -> None:
         def whole(name: str, minimum: int, *, optional: bool = False) -> None:
@@ -215,15 +220,35 @@ class _State:
 
 
 class Trainer:
-    """Fine-tune `task` with `config`, writing checkpoints, the model and a report into `out_dir`."""
+    """Fine-tune `task` with `config`, writing checkpoints, the model and a report into `out_dir`.
 
-    def __init__(self, task: Task, config: TrainConfig | None = None, out_dir: str | Path = "runs/model") -> None:
+    Optional seams (federated learning, privacy): `start_weights` (tensors by parameter name, loaded after the
+    method is applied: a round's global LoRA + head), `loss_hook(model, loss) -> loss` (FedProx's proximal term on
+    the live parameters), `privacy` (a `yulian.tuning.dp.DPConfig`: DP-SGD, epsilon in `metrics["privacy"]`),
+    `task_ready` (labels fixed by the caller: `fit` skips `task.setup`)."""
+
+    def __init__(
+        self,
+        task: Task,
+        config: TrainConfig | None = None,
+        out_dir: str | Path = "runs/model",
+        *,
+        start_weights: Mapping[str, Any] | None = None,
+        loss_hook: Callable[[Any, Any], Any] | None = None,
+        privacy: Any = None,
+        task_ready: bool = False,
+    ) -> None:
         self.task = task
         self.config = config or TrainConfig()
         self.out_dir = Path(out_dir)
+        self.start_weights = start_weights
+        self.loss_hook = loss_hook
+        self.privacy = privacy
+        self.task_ready = task_ready
+        self._dp: Any = None
         self.model: Any = None
         self.tokenizer: Any = None
-        self._writer: Any = None
+        self._board = TensorBoard()
         self._steps_per_epoch = 1
         self._dist = Distributed()
         self._lazy_embedding: Any = None
@@ -408,7 +433,8 @@ class Trainer:
         device = self._device(torch)
         dist = self._dist = Distributed.setup(torch, device)
         device = dist.device(device)
-        task.setup(train_examples, base_model)
+        if not self.task_ready:
+            task.setup(train_examples, base_model)
         model, tokenizer = task.build_model(base_model)
         report = getattr(model, "yulian_load_report", None) or {}
         if report.get("missing") or report.get("mismatched"):
@@ -417,6 +443,8 @@ class Trainer:
         method = get_method(cfg.method)
         model = method.apply(model, task, cfg.method_options)
         self._set_dropout(torch, model)
+        if self.start_weights is not None:
+            load_named(torch, model, self.start_weights)
         model.to(device)
         train_model = dist.wrap(model, device)
         if dist.enabled:
@@ -438,6 +466,11 @@ class Trainer:
             total = min(total, cfg.max_steps)
         self._lazy_embedding = self._lazy_rows(torch, model, autocast_device)
         optimizer = self._optimizer(torch, model)
+        if self.privacy is not None:  # DP-SGD: per-example gradients, clipped and noised (yulian.tuning.dp)
+            from yulian.tuning.dp import attach
+
+            self._dp = attach(self, model, optimizer, len(features), total)
+            train_model, optimizer = self._dp.model, self._dp.optimizer
         scheduler = self._scheduler(torch, optimizer, total)
         scaler = torch.amp.GradScaler("cuda") if precision == "fp16" else None
         method.before_training(model, total)
@@ -458,13 +491,13 @@ class Trainer:
         else:
             if resume:
                 self.log(f"no checkpoint in {self.checkpoint_dir}: starting afresh")
-            if dist.is_main:
+            if dist.is_main and cfg.artifacts:
                 self.checkpoints.clear()
             if dev and dist.is_main:
                 state.before = task.evaluate(model, tokenizer, dev, batch_size=cfg.eval_batch_size)
                 self.log(f"before fine-tuning: {fmt_metrics(state.before)}")
-        if dist.is_main:
-            self._open_tensorboard()
+        if dist.is_main and cfg.artifacts:
+            self._board.open(self.out_dir / "tensorboard", self.log)
 
         greater = self._greater()
         params = [p for p in model.parameters() if p.requires_grad]
@@ -495,12 +528,14 @@ class Trainer:
                                 torch.autocast(device_type=autocast_device, dtype=dtype, enabled=dtype is not None),
                             ):
                                 loss = task.loss(train_model, batch)
+                                if self.loss_hook is not None:
+                                    loss = self.loss_hook(model, loss)
                             scaled = loss.float() * (len(idx) / n)
                             (scaler.scale(scaled) if scaler is not None else scaled).backward()
                         step_loss += float(scaled.detach())
                     if scaler is not None:
                         scaler.unscale_(optimizer)
-                    if cfg.max_grad_norm:
+                    if cfg.max_grad_norm and self._dp is None:  # DP-SGD clips each example instead
                         clip_grad_norm(params, cfg.max_grad_norm)
                     lr = float(scheduler.get_last_lr()[0])
                     if scaler is not None:
@@ -510,6 +545,8 @@ class Trainer:
                         optimizer.step()
                     scheduler.step()
                     method.after_step(model, state.step + 1)
+                    if self._dp is not None:
+                        self._dp.steps += 1
                     state.train_seconds += time.perf_counter() - started
                     step_loss = dist.mean(step_loss)
                     state.samples += n * dist.world_size
@@ -517,8 +554,8 @@ class Trainer:
                     state.step += 1
                     record = {"step": state.step, "epoch": state.epoch + 1, "loss": step_loss, "lr": lr}
                     state.history.append(record)
-                    self._scalar("train/loss", step_loss, state.step)
-                    self._scalar("train/lr", lr, state.step)
+                    self._board.scalar("train/loss", step_loss, state.step)
+                    self._board.scalar("train/lr", lr, state.step)
                     epoch_end = state.batch >= len(batches)
                     if epoch_end:
                         state.epoch, state.batch = state.epoch + 1, 0
@@ -528,7 +565,8 @@ class Trainer:
                     if due or state.step == total:
                         if dist.is_main:
                             last_metric = self._evaluate(torch, model, tokenizer, dev, state, greater)
-                            self._save_checkpoint(torch, model, optimizer, scheduler, state)
+                            if cfg.artifacts:
+                                self._save_checkpoint(torch, model, optimizer, scheduler, state)
                         if dist.enabled:
                             shared = (state.evals, state.best, state.best_step, state.bad_evals, state.stopped_early)
                             shared = dist.broadcast(shared)
@@ -539,7 +577,7 @@ class Trainer:
         finally:
             cleanup.close()
             bar.close()
-            self._close_tensorboard()
+            self._board.close()
         if not dist.is_main:
             dist.barrier()  # rank 0 writes the model and report
             dist.close()
@@ -561,7 +599,7 @@ class Trainer:
         value = float(metrics[self.metric])
         state.evals.append({"step": state.step, "epoch": round(state.step / self._steps_per_epoch, 3), **metrics})
         for name, number in metrics.items():
-            self._scalar(f"dev/{name}", float(number), state.step)
+            self._board.scalar(f"dev/{name}", float(number), state.step)
         improved = state.best is None or (value > state.best if greater else value < state.best)
         if improved:
             state.best, state.best_step, state.bad_evals = value, state.step, 0
@@ -577,7 +615,7 @@ class Trainer:
     ) -> TrainResult:
         """Restore the best weights, save the model, write metrics.json, report.md and curves.png."""
         cfg, task, out = self.config, self.task, self.out_dir
-        best = self._pointer("best")
+        best = self._pointer("best") if cfg.artifacts else None
         if best is not None and state.best_step is not None and state.best_step != state.step:
             model.load_state_dict(self._load(torch, best)["model"])
             self.log(f"restored the best checkpoint (step {state.best_step}, {self.metric} {state.best:.4f})")
@@ -606,28 +644,13 @@ class Trainer:
             "evals": state.evals,
             "losses": [h["loss"] for h in state.history],
         }
+        if self._dp is not None:
+            metrics["privacy"] = self._dp.report()
+        if not cfg.artifacts:
+            return TrainResult(state.history, state.evals, state.best, state.best_step, out, metrics)
         (out / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str), encoding="utf-8")
         plot = plot_curves(self.out_dir, state.history, state.evals, self.metric, self.log)
         report = task.report(model, tokenizer, dev) if dev else ""
         (out / "report.md").write_text(report_markdown(metrics, report, plot), encoding="utf-8")
         self.log(f"done: {fmt_metrics(after) or 'no dev data'}; {speed:.1f} samples/s; {out}")
         return TrainResult(state.history, state.evals, state.best, state.best_step, out, metrics)
-
-    # ------------------------------------------------------------------------------------------ logging
-    def _open_tensorboard(self) -> None:
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-        except ImportError:
-            self._writer = None
-            self.log("(tensorboard is not installed: no TensorBoard logs)")
-            return
-        self._writer = SummaryWriter(str(self.out_dir / "tensorboard"))
-
-    def _scalar(self, tag: str, value: float, step: int) -> None:
-        if self._writer is not None:
-            self._writer.add_scalar(tag, value, step)
-
-    def _close_tensorboard(self) -> None:
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
