@@ -42,7 +42,9 @@ def demo(question: str = "What is a language chain?", stream: bool = True, real:
 def all_commands() -> dict[str, Any]:
     """Every `yulian` subcommand by name (a dict value is a group of subcommands). Command modules import only
     light modules at top level."""
+    from yulian.apps.monitor.commands import MONITOR_COMMANDS
     from yulian.apps.recommend.commands import recommend_command
+    from yulian.apps.support.commands import support_command
     from yulian.compression.commands import compress_command
     from yulian.federated.commands import federate_command
     from yulian.guardrails import guard_command
@@ -59,7 +61,7 @@ def all_commands() -> dict[str, Any]:
 
     return {
         "adapters": adapters_command,
-        "app": {"recommend": recommend_command},
+        "app": {"monitor": MONITOR_COMMANDS, "recommend": recommend_command, "support": support_command},
         "chat": chat,
         "compress": compress_command,
         "data": data_command,

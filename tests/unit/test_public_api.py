@@ -22,7 +22,9 @@ PACKAGES = [
     "yulian.privacy",
     "yulian.federated",
     "yulian.apps",
+    "yulian.apps.monitor",
     "yulian.apps.recommend",
+    "yulian.apps.support",
 ]
 
 
