@@ -34,6 +34,7 @@ from yulian._optional import require
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
+from yulian.serving.apps import add_app_routes, open_app_path
 from yulian.serving.audit import AuditLog, audit_masker, mask, set_masker
 from yulian.serving.auth import KeyStore, Principal, bearer_token
 from yulian.serving.batching import MicroBatcher
@@ -312,7 +313,7 @@ class Gate:
                 message.setdefault("headers", []).append((b"x-request-id", request_id.encode()))
             await send(message)
 
-        if path in OPEN_PATHS or (st.config.public_docs and path in DOC_PATHS):
+        if path in OPEN_PATHS or (st.config.public_docs and path in DOC_PATHS) or open_app_path(st.config.apps, path):
             await self.app(scope, receive, send_wrapped)
             return
         principal: Principal | None = None
@@ -536,6 +537,7 @@ def create_app(config: ServeConfig | str | Path) -> Any:
 
     add_openai_routes(app, state)
     add_task_routes(app, state)
+    add_app_routes(app, cfg.apps)
     return _wrap(app, state)
 
 

@@ -39,6 +39,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from yulian.serving.apps import AppConfig
+
 __all__ = [
     "TASKS",
     "BatchConfig",
@@ -261,6 +263,7 @@ class ServeConfig:
         workers: uvicorn worker processes (each loads the models; limits and metrics are per process).
         drain_timeout_s: on SIGTERM, seconds to let in-flight requests finish before closing.
         public_docs: serve `/docs` and `/openapi.json` without a key.
+        apps: the applications whose pages and APIs are served under `/apps/<name>/` (`yulian.serving.apps`).
         source: the file the configuration was read from (for error messages).
     """
 
@@ -274,9 +277,13 @@ class ServeConfig:
     workers: int = 1
     drain_timeout_s: float = 30.0
     public_docs: bool = False
+    apps: Sequence[AppConfig] = ()
     source: str = "<python>"
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "apps", tuple(self.apps))
+        if len({a.name for a in self.apps}) != len(self.apps):
+            raise _fail(f"{self.source}: apps", "an app is listed twice")
         object.__setattr__(self, "models", tuple(self.models))
         object.__setattr__(self, "chains", tuple(self.chains))
         object.__setattr__(self, "keys", tuple(self.keys))
@@ -334,11 +341,12 @@ def config_from_dict(data: object, *, source: str = "<dict>") -> ServeConfig:
     models = [_build(f"{source}: models[{i}]", m, ModelConfig) for i, m in enumerate(_list(source, top, "models"))]
     chains = [_build(f"{source}: chains[{i}]", c, ChainConfig) for i, c in enumerate(_list(source, top, "chains"))]
     keys = [_build(f"{source}: keys[{i}]", k, KeyConfig) for i, k in enumerate(_list(source, top, "keys"))]
+    apps = [_build(f"{source}: apps[{i}]", a, AppConfig) for i, a in enumerate(_list(source, top, "apps"))]
     limits = _build(f"{source}: limits", top.get("limits") or {}, LimitsConfig)
-    rest = {k: v for k, v in top.items() if k not in ("models", "chains", "keys", "limits")}
+    rest = {k: v for k, v in top.items() if k not in ("models", "chains", "keys", "limits", "apps")}
     config: ServeConfig = _build(
         source,
-        {**rest, "models": models, "chains": chains, "keys": keys, "limits": limits, "source": source},
+        {**rest, "models": models, "chains": chains, "keys": keys, "limits": limits, "apps": apps, "source": source},
         ServeConfig,
         prefix=False,
     )
