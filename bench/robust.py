@@ -45,6 +45,9 @@ OPTIONS: dict[str, dict[str, Any]] = {
     "label smoothing 0.1": {"task": {"label_smoothing": 0.1}},
     "R-Drop 1.0": {"task": {"rdrop": 1.0}},
     "ensemble of 3 seeds": {"ensemble": 3},
+    "FGM (epsilon 1)": {"train": {"adversarial": "fgm", "adv_epsilon": 1.0}},
+    "PGD (epsilon 1, 3 steps)": {"train": {"adversarial": "pgd", "adv_epsilon": 1.0, "adv_alpha": 0.3}},
+    "layer-wise lr decay 0.9": {"train": {"layer_decay": 0.9}},
 }
 
 

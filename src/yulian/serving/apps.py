@@ -123,6 +123,7 @@ def add_app_routes(app: Any, apps: Sequence[AppConfig]) -> None:
         return fastapi.Response(AUTH_JS, media_type="text/javascript")
 
     app.add_api_route("/apps/_auth.js", script, methods=["GET"], include_in_schema=False)
+
     def page_of(html: str) -> Callable[[], Any]:
         def page() -> Any:
             return fastapi.responses.HTMLResponse(html)

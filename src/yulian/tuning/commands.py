@@ -171,6 +171,9 @@ def train_command(
     class_weights: str | None = None,
     label_smoothing: float = 0.0,
     rdrop: float = 0.0,
+    adversarial: str | None = None,
+    adv_epsilon: float = 1.0,
+    layer_decay: float | None = None,
     format: str | None = None,  # the CLI option is --format
     skip_bad: bool = False,
     encoding: str = "utf-8",
@@ -227,6 +230,10 @@ def train_command(
         class_weights: balanced, to weight the loss by inverse label frequency.
         label_smoothing: classification: mix the targets with the uniform distribution by this much (e.g. 0.1).
         rdrop: classification: R-Drop weight (e.g. 1.0): two dropout passes per batch, KL between them added.
+        adversarial: fgm or pgd: adversarial training on the input embeddings (each batch also trains on a
+            worst-case nearby input).
+        adv_epsilon: the adversarial perturbation's L2 radius per example.
+        layer_decay: layer-wise learning-rate decay (e.g. 0.9): lower layers learn more slowly.
         format: the data format (default: from the extension).
         skip_bad: skip bad records instead of stopping at the first.
         encoding: the data files' encoding (gbk, gb18030, latin-1...).
@@ -286,6 +293,9 @@ def _train(o: dict[str, Any]) -> int:
         patience=o["patience"],
         max_steps=o["max_steps"],
         seed=o["seed"],
+        adversarial=o.get("adversarial"),
+        adv_epsilon=float(o.get("adv_epsilon") or 1.0),
+        layer_decay=o.get("layer_decay"),
         method=method,
         method_options=method_options,
         threads=o["threads"],

@@ -11,12 +11,13 @@ drifting on its momentum and decaying.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from yulian._optional import require
 
-__all__ = ["clip_grad_norm", "lazy_adamw"]
+__all__ = ["clip_grad_norm", "lazy_adamw", "param_groups"]
 
 
 def lazy_adamw(params: Iterable[Any] | list[dict[str, Any]], lr: float, *, fused: bool = True) -> Any:
@@ -97,3 +98,36 @@ def clip_grad_norm(params: Iterable[Any], max_norm: float) -> float:
         for grad in sparse:
             grad.values().mul_(scale)
     return norm
+
+
+def param_groups(model: Any, weight_decay: float, lr: float, layer_decay: float | None = None) -> list[dict[str, Any]]:
+    """AdamW parameter groups: no decay on biases and norms; with `layer_decay`, one learning rate per depth
+    (layer i of L: lr x decay^(L - i); embeddings: lr x decay^(L + 1); everything above the layers: lr)."""
+    depth_of = _depths(model) if layer_decay is not None else {}
+    top = max(depth_of.values(), default=0)
+    groups: dict[tuple[bool, int], dict[str, Any]] = {}
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        depth = depth_of.get(name, top + 1)
+        key = (param.ndim >= 2, depth)
+        if key not in groups:
+            scale = layer_decay ** (top + 1 - depth) if layer_decay is not None else 1.0
+            groups[key] = {"params": [], "weight_decay": weight_decay if key[0] else 0.0, "lr": lr * scale}
+        groups[key]["params"].append(param)
+    return list(groups.values())
+
+
+_LAYER = re.compile(r"\.(?:layer|layers|h|block|blocks)\.(\d+)\.")
+
+
+def _depths(model: Any) -> dict[str, int]:
+    """Depth of each parameter: 0 for embeddings, i + 1 for layer i; names in neither are left out (the head)."""
+    out: dict[str, int] = {}
+    for name, _ in model.named_parameters():
+        found = _LAYER.search(name)
+        if found:
+            out[name] = int(found.group(1)) + 1
+        elif "embed" in name:
+            out[name] = 0
+    return out

@@ -28,11 +28,12 @@ from pathlib import Path
 from typing import Any
 
 from yulian._optional import require
+from yulian.tuning.adversarial import ADVERSARIAL, Adversary
 from yulian.tuning.checkpoints import CheckpointStore
 from yulian.tuning.distributed import Distributed
 from yulian.tuning.fast_dropout import fast_dropout_training
 from yulian.tuning.methods import get_method, trainable_summary
-from yulian.tuning.optim import clip_grad_norm, lazy_adamw
+from yulian.tuning.optim import clip_grad_norm, lazy_adamw, param_groups
 from yulian.tuning.tasks.base import Task
 from yulian.tuning.trainer_board import TensorBoard
 from yulian.tuning.trainer_report import Progress, fmt_metrics, plot_curves, report_markdown
@@ -87,6 +88,10 @@ class TrainConfig:
         method / method_options: the fine-tuning method (`yulian.tuning.methods`) and its options.
         device: "auto" (cuda when available), "cpu" or "cuda". threads: torch CPU threads (None: leave).
         progress: show a progress bar and messages on stderr. save_model: write the final model into out_dir.
+        adversarial: "fgm" or "pgd" adversarial training on the input embeddings (`yulian.tuning.adversarial`),
+            with `adv_epsilon` (L2 radius per example), `adv_alpha` and `adv_steps` (PGD); None: off.
+        layer_decay: layer-wise learning-rate decay: layer i of L gets lr x layer_decay^(L - i), the embeddings
+            lr x layer_decay^(L + 1), the head the full lr (e.g. 0.9); None: one learning rate.
         artifacts: write checkpoints, metrics.json, report.md and curves (False: train in memory only, as a
             federated client does every round; implies no checkpoints to resume from).
     """
@@ -118,6 +123,11 @@ class TrainConfig:
     threads: int | None = None
     progress: bool = True
     save_model: bool = True
+    adversarial: str | None = None
+    adv_epsilon: float = 1.0
+    adv_alpha: float = 0.3
+    adv_steps: int = 3
+    layer_decay: float | None = None
     artifacts: bool = True
 
     def __post_init__(self) -> None:
@@ -139,6 +149,15 @@ class TrainConfig:
         whole("max_steps", 1, optional=True)
         whole("patience", 1, optional=True)
         whole("threads", 1, optional=True)
+        whole("adv_steps", 1)
+        if self.adversarial is not None:
+            choice("adversarial", ADVERSARIAL)
+        if not (self.adv_epsilon > 0 and self.adv_alpha > 0):
+            raise ValueError(
+                f"TrainConfig.adv_epsilon and adv_alpha must be > 0, got {self.adv_epsilon}, {self.adv_alpha}"
+            )
+        if self.layer_decay is not None and not 0 < self.layer_decay <= 1:
+            raise ValueError(f"TrainConfig.layer_decay must be in (0, 1] or None, got {self.layer_decay!r}")
         choice("optimizer", _OPTIMIZERS)
         choice("scheduler", _SCHEDULERS)
         choice("precision", _PRECISIONS)
@@ -324,16 +343,8 @@ class Trainer:
 
     def _optimizer(self, torch: Any, model: Any) -> Any:
         cfg = self.config
-        decay: list[Any] = []
-        no_decay: list[Any] = []
-        for param in model.parameters():
-            if param.requires_grad:
-                (decay if param.ndim >= 2 else no_decay).append(param)
-        groups = [
-            {"params": decay, "weight_decay": cfg.weight_decay},
-            {"params": no_decay, "weight_decay": 0.0},
-        ]
         lr = float(cfg.lr) if cfg.lr is not None else get_method(cfg.method).default_lr
+        groups = param_groups(model, cfg.weight_decay, lr, cfg.layer_decay)
         if cfg.optimizer == "sgd":
             return torch.optim.SGD(groups, lr=lr, momentum=0.9)
         if self._lazy_embedding is not None:
@@ -503,6 +514,12 @@ class Trainer:
         params = [p for p in model.parameters() if p.requires_grad]
         bar = Progress(total, state.step, cfg.progress and dist.is_main)
         cleanup = contextlib.ExitStack()
+        adversary = None
+        if cfg.adversarial:
+            if self._dp is not None:
+                raise ValueError("adversarial training and DP-SGD cannot be combined (per-example gradients)")
+            adversary = Adversary(cfg.adversarial, cfg.adv_epsilon, alpha=cfg.adv_alpha, steps=cfg.adv_steps)
+            cleanup.enter_context(adversary.hooked(model))
         if self._lazy_embedding is not None:
             self._lazy_embedding.sparse = True  # sparse gradients: only the rows a batch used
             cleanup.callback(setattr, self._lazy_embedding, "sparse", False)
@@ -522,7 +539,8 @@ class Trainer:
                     for j, idx in enumerate(group):
                         batch = task.collate([features[i] for i in idx], tokenizer)
                         batch = {k: v.to(device) for k, v in batch.items()}
-                        with dist.no_sync(train_model, sync=j == len(group) - 1):
+
+                        def loss_of(batch: dict[str, Any] = batch, share: float = len(idx) / n) -> Any:
                             with (
                                 attention(),
                                 torch.autocast(device_type=autocast_device, dtype=dtype, enabled=dtype is not None),
@@ -530,8 +548,17 @@ class Trainer:
                                 loss = task.loss(train_model, batch)
                                 if self.loss_hook is not None:
                                     loss = self.loss_hook(model, loss)
-                            scaled = loss.float() * (len(idx) / n)
+                            return loss.float() * share
+
+                        def backward(scaled: Any) -> None:
                             (scaler.scale(scaled) if scaler is not None else scaled).backward()
+
+                        with dist.no_sync(train_model, sync=j == len(group) - 1):
+                            with adversary.clean_pass() if adversary is not None else contextlib.nullcontext():
+                                scaled = loss_of()
+                            backward(scaled)
+                            if adversary is not None:
+                                adversary.attack(loss_of, backward)
                         step_loss += float(scaled.detach())
                     if scaler is not None:
                         scaler.unscale_(optimizer)
