@@ -26,17 +26,28 @@ def version() -> None:
     print(yulian.__version__)
 
 
-def demo(question: str = "What is a language chain?", stream: bool = True, real: bool = True) -> None:
-    """Run the end-to-end demo on the embedded defaults (offline).
+def demo(
+    question: str = "What is a language chain?",
+    stream: bool = True,
+    real: bool = True,
+    out: str = "runs/demo",
+    steps: str = "all",
+    fresh: bool = False,
+) -> None:
+    """Run the end-to-end demo on the embedded defaults (offline): a chain, a LoRA fine-tune, int8 behind the
+    fidelity gate, a served model called with the openai client, and RAG on the packaged models.
 
     Args:
         question: the question the demo chain answers.
         stream: also show the answer streamed token by token.
-        real: finish with RAG on the real packaged models (MiniLM + SmolLM2); --no-real skips it.
+        real: run the real steps (fine-tune, compress, serve, RAG); --no-real runs only the chain (instant).
+        out: the folder every artefact goes to; finished steps whose inputs did not change are reused.
+        steps: comma-separated steps: chain,train,compress,serve,rag (or all); the steps a chosen one needs run too.
+        fresh: delete --out first (no reuse).
     """
     from yulian.demo import run
 
-    run(question=question, stream=stream, real=real)
+    run(question=question, stream=stream, real=real, out=out, steps=steps, fresh=fresh)
 
 
 def all_commands() -> dict[str, Any]:
