@@ -258,7 +258,10 @@ def _table(results: dict[str, Any]) -> str:
             else:
                 d, dh = _ci(paired)
                 delta = f"{d:+.4f} ± {dh:.4f}" if not math.isnan(dh) else f"{d:+.4f}"
-                verdict = "helps" if d - dh > 0 else "hurts" if d + dh < 0 else "no significant difference"
+                if math.isnan(dh):
+                    verdict = "one seed: no interval yet"
+                else:
+                    verdict = "helps" if d - dh > 0 else "hurts" if d + dh < 0 else "no significant difference"
             ci = f" ± {half:.4f}" if not math.isnan(half) else ""
             lines.append(f"| {name} | {size:,} | {len(accs)} | {mean:.4f}{ci} | {delta} | {verdict} |")
     exp = results.get("explanations")
