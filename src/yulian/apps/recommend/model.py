@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
     from yulian.apps.recommend.data import Ratings
 
-__all__ = ["LOSSES", "AdamW", "TwoTowerConfig", "build_histories", "fit_two_tower", "make_two_tower"]
+__all__ = ["LOSSES", "TwoTowerConfig", "build_histories", "fit_two_tower", "make_two_tower"]
 
 LOSSES = ("inbatch", "full")
 
@@ -182,41 +182,6 @@ def make_two_tower(text: Any, n_users: int, feature_sizes: list[int], cfg: TwoTo
     return TwoTower()
 
 
-class AdamW:
-    """Adam with decoupled weight decay (Loshchilov & Hutter), written out: `torch.optim` imports
-    `torch._dynamo` on first use, which costs 6-7 s per process here, more than training this model."""
-
-    def __init__(self, params: list[Any], lr: float, weight_decay: float, betas: tuple[float, float] = (0.9, 0.999),
-                 eps: float = 1e-8) -> None:  # fmt: skip
-        torch = require("torch", extra="hf")
-        self.params = [p for p in params if p.requires_grad]
-        self.lr, self.weight_decay, self.betas, self.eps = lr, weight_decay, betas, eps
-        self.m = [torch.zeros_like(p) for p in self.params]
-        self.v = [torch.zeros_like(p) for p in self.params]
-        self.t = 0
-
-    def zero_grad(self) -> None:
-        """Drop the gradients."""
-        for p in self.params:
-            p.grad = None
-
-    def step(self) -> None:
-        """One update from the current gradients."""
-        torch = require("torch", extra="hf")
-        self.t += 1
-        b1, b2 = self.betas
-        step_size = self.lr / (1 - b1**self.t)
-        correction = 1 - b2**self.t
-        with torch.no_grad():
-            for p, m, v in zip(self.params, self.m, self.v, strict=True):
-                if p.grad is None:
-                    continue
-                p.mul_(1 - self.lr * self.weight_decay)
-                m.mul_(b1).add_(p.grad, alpha=1 - b1)
-                v.mul_(b2).addcmul_(p.grad, p.grad, value=1 - b2)
-                p.addcdiv_(m, (v / correction).sqrt_().add_(self.eps), value=-step_size)
-
-
 def fit_two_tower(
     train: Ratings,
     text: np.ndarray,
@@ -243,7 +208,9 @@ def fit_two_tower(
         feats = np.asarray(user_features, dtype=np.int64)
         sizes = [int(feats[:, j].max()) + 1 for j in range(feats.shape[1])]
         model = make_two_tower(text, train.n_users, sizes, cfg)
-        opt = AdamW(list(model.parameters()), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        opt = torch.optim.AdamW(
+            [p for p in model.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=cfg.weight_decay
+        )
         counts = np.bincount(targets, minlength=train.n_items).astype(np.float64)
         log_q = torch.as_tensor(np.log(np.maximum(counts, 1.0) / counts.sum()), dtype=torch.float32)
         t_users, t_targets, t_hists = (torch.as_tensor(a) for a in (users, targets, hists))
