@@ -204,7 +204,7 @@ def _rows() -> list[Row]:
         Row(
             "cluener",
             "CLUENER2020 (10 types)",
-            "official dev (1,343)",
+            "official dev (1,343); the few lines with nested (overlapping) entities skipped",
             "f1",
             [
                 "--task",
@@ -213,6 +213,7 @@ def _rows() -> list[Row]:
                 _d("cluener2020/train.jsonl"),
                 "--eval",
                 _d("cluener2020/dev.jsonl"),
+                "--skip-bad",
                 "--epochs",
                 "2",
                 "--batch-size",
