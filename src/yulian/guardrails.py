@@ -346,38 +346,64 @@ class Guardrail(Runnable[Any, Any]):
         yield from self.transform(iter([input]), config)
 
     def transform(self, inputs: Iterable[Any], config: ConfigLike = None) -> Iterator[Any]:
-        text, sent, first = "", 0, None
+        release = _Release(self)
         for piece in inputs:
-            first = piece if first is None else first
-            text += _text(piece)
-            if self.stream_mode == "buffer":
-                continue
-            guarded, violations, blocked = self.apply(text)
-            if blocked:
-                yield _same_type(first, ("\n" if sent else "") + guarded, violations, True, chunk=True)
+            yield from release.feed(piece)
+            if release.done:
                 return
-            if guarded != text:  # a rewrite: release nothing past the first changed character
-                safe = min(v.start for v in violations if v.action == "rewrite" and v.start is not None)
-            else:
-                safe = len(text)
-            release = max(sent, min(safe, len(text) - self.holdback))
-            if release > sent:
-                yield _same_type(first, text[sent:release], [], False, chunk=True)
-                sent = release
-        if first is None:
-            return
-        guarded, violations, blocked = self.apply(text)
-        if blocked:
-            yield _same_type(first, ("\n" if sent else "") + guarded, violations, True, chunk=True)
-            return
-        tail = _rewrite(text, [v for v in violations if v.action == "rewrite"], start=sent)
-        if tail or violations:
-            yield _same_type(first, tail, violations, False, chunk=True)
+        yield from release.finish()
 
     async def atransform(self, inputs: AsyncIterator[Any], config: ConfigLike = None) -> AsyncIterator[Any]:
-        pieces = [piece async for piece in inputs]
-        for out in self.transform(pieces, config):
+        release = _Release(self)
+        async for piece in inputs:
+            for out in release.feed(piece):
+                yield out
+            if release.done:
+                return
+        for out in release.finish():
             yield out
+
+
+class _Release:
+    """The streaming state of one guarded stream: text so far, how much of it was released, whether it ended."""
+
+    def __init__(self, guard: Guardrail) -> None:
+        self.guard, self.text, self.sent, self.done = guard, "", 0, False
+        self.first: Any = None  # the first piece: outputs take its type (str or message chunk)
+
+    def feed(self, piece: Any) -> list[Any]:
+        """The pieces that can be released once `piece` arrived (hold-back mode; nothing in buffer mode)."""
+        self.first = piece if self.first is None else self.first
+        self.text += _text(piece)
+        if self.guard.stream_mode == "buffer":
+            return []
+        guarded, violations, blocked = self.guard.apply(self.text)
+        if blocked:
+            return [self._blocked(guarded, violations)]
+        if guarded != self.text:  # a rewrite: release nothing past the first changed character
+            safe = min(v.start for v in violations if v.action == "rewrite" and v.start is not None)
+        else:
+            safe = len(self.text)
+        release = max(self.sent, min(safe, len(self.text) - self.guard.holdback))
+        if release <= self.sent:
+            return []
+        out = _same_type(self.first, self.text[self.sent : release], [], False, chunk=True)
+        self.sent = release
+        return [out]
+
+    def finish(self) -> list[Any]:
+        """The rest of the stream, guarded as a whole."""
+        if self.first is None:
+            return []
+        guarded, violations, blocked = self.guard.apply(self.text)
+        if blocked:
+            return [self._blocked(guarded, violations)]
+        tail = _rewrite(self.text, [v for v in violations if v.action == "rewrite"], start=self.sent)
+        return [_same_type(self.first, tail, violations, False, chunk=True)] if tail or violations else []
+
+    def _blocked(self, refusal: str, violations: Sequence[Violation]) -> Any:
+        self.done = True
+        return _same_type(self.first, ("\n" if self.sent else "") + refusal, violations, True, chunk=True)
 
 
 def _rewrite(text: str, violations: Sequence[Violation], *, start: int = 0) -> str:

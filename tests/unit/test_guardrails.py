@@ -147,3 +147,20 @@ def test_policy_files_and_the_command(tmp_path: Any, monkeypatch: pytest.MonkeyP
         rules_from_config({"rules": [{"type": "keywords"}]})
     with pytest.raises(ValueError, match=r"rule 1 \(secrets\): .*unexpected keyword argument 'colour'"):
         rules_from_config([{"type": "secrets", "colour": "red"}])
+
+
+def test_async_streams_are_released_as_they_come_not_collected_first() -> None:
+    g = Guardrail([SecretRule()], holdback=10)
+    seen: list[str] = []
+
+    async def pieces() -> Any:
+        for piece in ["a long enough first piece ", "then more text ", f"and {KEY} at the end"]:
+            seen.append(piece)
+            yield piece
+
+    async def run() -> list[tuple[int, str]]:
+        return [(len(seen), out) async for out in g.atransform(pieces())]
+
+    outs = asyncio.run(run())
+    assert outs[0][0] == 1  # the first output came before the second input was read
+    assert "".join(o for _, o in outs) == "a long enough first piece then more text and [secret] at the end"
