@@ -34,6 +34,7 @@ from yulian._optional import require
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
+from yulian.serving.adapters import AdapterPool
 from yulian.serving.apps import add_app_routes, open_app_path
 from yulian.serving.audit import AuditLog, audit_masker, mask, set_masker
 from yulian.serving.auth import KeyStore, Principal, bearer_token
@@ -141,13 +142,22 @@ def _load_source(source: str, task: str | None, options: dict[str, Any]) -> Any:
     return load(source, task=task, **options)
 
 
-def build_model(entry: ModelConfig) -> ServedModel:
-    """The `ServedModel` of a config entry: built (cheaply: weights load at warm-up), its task checked."""
+def build_model(entry: ModelConfig, adapters: AdapterPool | None = None) -> ServedModel:
+    """The `ServedModel` of a config entry: built (cheaply: weights load at warm-up), its task checked.
+
+    An adapter folder as `source` joins the other adapters of its base model in `adapters` (one base in memory,
+    `yulian.serving.adapters`)."""
     options = dict(entry.options)
     if entry.model is not None:
         obj = entry.model
     elif entry.factory is not None:
         obj = _from_factory(entry.factory, options)
+    elif entry.source is not None and _is_adapter(entry.source) and entry.task in (None, "classify"):
+        from yulian.serving.adapters import adapter_predictor
+
+        obj = adapter_predictor(
+            adapters if adapters is not None else AdapterPool(), entry.name, entry.source, **options
+        )
     else:
         assert entry.source is not None
         obj = _load_source(entry.source, entry.task, options)
@@ -169,6 +179,12 @@ def build_model(entry: ModelConfig) -> ServedModel:
             inline=not getattr(obj, "blocking", True),
         )
     return served
+
+
+def _is_adapter(source: str) -> bool:
+    from yulian.tuning.adapters import is_adapter_folder
+
+    return is_adapter_folder(source)
 
 
 def _runnable_batch() -> Any:
@@ -199,9 +215,10 @@ class ServerState:
         self.metrics = Metrics()
         self.audit = AuditLog(config.audit_log)
         self.models: dict[str, ServedModel] = {}
+        self.adapters = AdapterPool()
         for entry in config.models:
             try:
-                self.models[entry.name] = build_model(entry)
+                self.models[entry.name] = build_model(entry, self.adapters)
             except Exception as e:
                 message = str(e) if f"{entry.name!r}" in str(e) else f"model {entry.name!r}: {e}"
                 raise ConfigError(f"{config.source}: {message}") from e

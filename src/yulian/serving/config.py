@@ -12,6 +12,8 @@ models:
     source: minilm-l6
   - name: intent
     source: models/intent      # a `yulian train` output folder, or a compressed artefact
+  - name: intent-zh
+    source: runs/intent-zh-lora  # LoRA classifiers of one base model share it in memory (serving/adapters.py)
 chains:
   - name: faq
     factory: myapp.chains:build_faq_chain   # "module:attr": a Runnable, or a callable returning one

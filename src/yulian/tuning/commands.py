@@ -368,6 +368,12 @@ def _load_trained(model: str, overrides: Mapping[str, Any]) -> Any:
     return task
 
 
+def _is_artifact(model: str) -> bool:
+    from yulian.compression.artifacts import is_artifact
+
+    return is_artifact(model)
+
+
 def eval_command(
     model: str,
     data: str,
@@ -385,7 +391,8 @@ def eval_command(
     """Score a fine-tuned model on a labelled data file: `{"accuracy": 0.941, "macro_f1": 0.937}`.
 
     Args:
-        model: the fine-tuned model folder (the --out of `yulian train`).
+        model: the fine-tuned model folder (the --out of `yulian train`, an ensemble, or a `yulian compress`
+            artefact of one).
         data: the labelled data file.
         text_field: field or column of the text (default: as in training).
         label_field: field or column of the label(s) (default: as in training).
@@ -409,7 +416,15 @@ def eval_command(
 
     task = _load_trained(model, overrides)
     examples = list(task.read(data, skip_bad=skip_bad, encoding=encoding))
-    net, tokenizer = build_ensemble_model(task, model) if is_ensemble(model) else task.build_model(model)
+    if is_ensemble(model):
+        net, tokenizer = build_ensemble_model(task, model)
+    elif _is_artifact(model):  # a `yulian compress` output: its compressed forward pass, the same task code
+        from yulian.compression import load_artifact
+
+        runtime = load_artifact(model, max_length=int(task.config.max_length))._runtime()
+        net, tokenizer = runtime.model, runtime.tokenizer
+    else:
+        net, tokenizer = task.build_model(model)
     metrics = _rounded(task.evaluate(net, tokenizer, examples, batch_size=batch_size))
     if json:
         print(_json.dumps(metrics))
@@ -426,7 +441,8 @@ def predict_command(model: str, batch_size: int = 32) -> int:
     """Read texts from stdin, one per line; write one JSON line of predictions per text.
 
     Args:
-        model: the fine-tuned model folder (the --out of `yulian train`).
+        model: the fine-tuned model folder (the --out of `yulian train`, an ensemble, or a `yulian compress`
+            artefact of one).
         batch_size: texts per forward pass.
     """
     from yulian.tuning.ensemble import EnsembleClassifier, is_ensemble
@@ -435,7 +451,14 @@ def predict_command(model: str, batch_size: int = 32) -> int:
     task = Task.from_dir(model)
     if is_ensemble(model) and task.name != "classification":
         raise ValueError(f"{model}: predict serves classification ensembles; score a {task.name} one with yulian eval")
-    predictor = EnsembleClassifier.from_dir(model) if is_ensemble(model) else task.predictor(model)
+    if is_ensemble(model):
+        predictor = EnsembleClassifier.from_dir(model)
+    elif _is_artifact(model):  # a `yulian compress` output
+        from yulian.compression import load_artifact
+
+        predictor = load_artifact(model, max_length=int(task.config.max_length))
+    else:
+        predictor = task.predictor(model)
     texts = [line.rstrip("\r\n") for line in sys.stdin]
     texts = [t for t in texts if t.strip()]
     for start in range(0, len(texts), batch_size):

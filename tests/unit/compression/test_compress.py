@@ -169,6 +169,29 @@ def test_onnx_artifact_round_trip_through_registry_load(classifier: Path, dev: P
         load(str(out), task="embed")
 
 
+def test_eval_and_predict_commands_run_on_an_artifact(
+    classifier: Path, dev: Path, root: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import io
+
+    from yulian.compression import compress
+    from yulian.tuning.commands import eval_command, predict_command
+
+    out = root / "clf-int8-eval"
+    compress(classifier, "onnx-int8", dev, out, progress=False)
+    capsys.readouterr()
+    assert eval_command(str(classifier), str(dev), json=True) == 0
+    original = json.loads(capsys.readouterr().out)
+    assert eval_command(str(out), str(dev), json=True) == 0
+    compressed = json.loads(capsys.readouterr().out)
+    assert set(compressed) == set(original) and abs(compressed["accuracy"] - original["accuracy"]) <= 0.05
+    monkeypatch.setattr(sys, "stdin", io.StringIO("good film\n\na very bad movie\n"))
+    assert predict_command(str(out)) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [line["text"] for line in lines] == ["good film", "a very bad movie"]
+    assert all(line["label"] in line["scores"] for line in lines)
+
+
 def test_embedder_artifact_round_trip(encoder: Path, texts_file: Path, root: Path) -> None:
     import numpy as np
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -296,3 +297,53 @@ def test_a_registered_base_is_found_by_name_when_its_folder_moved(
     tokenizer = AutoTokenizer.from_pretrained(str(moved))
     by_name = _logits(load_adapter(moved), tokenizer, TEXTS)
     assert torch.allclose(by_name, _logits(load_adapter(trained["a"]), tokenizer, TEXTS))
+
+
+def test_the_server_shares_one_base_model_between_adapters(trained: dict[str, Path], tmp_path: Path) -> None:
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from yulian.serving import KeyConfig, ModelConfig, ServeConfig, hash_key
+    from yulian.serving.adapters import AdapterPredictor
+    from yulian.serving.app import create_app
+
+    config = ServeConfig(
+        models=[
+            ModelConfig(name="a", source=str(trained["a"])),
+            ModelConfig(name="b", source=str(trained["b"])),
+        ],
+        keys=[KeyConfig(id="t", sha256=hash_key("yl-k"), models=("*",))],
+        audit_log=str(tmp_path / "audit.jsonl"),
+    )
+    app = create_app(config)
+    alone = {name: AdapterModel().add_adapter(name, trained[name]) for name in ("a", "b")}
+    with TestClient(app) as client:
+        for _ in range(500):  # the models warm up in the background; wait until ready
+            if client.get("/readyz").status_code == 200:
+                break
+            time.sleep(0.02)
+        state = app.state.yulian
+        served = [state.models[n].obj for n in ("a", "b")]
+        assert all(isinstance(s, AdapterPredictor) for s in served) and state.models["a"].task == "classify"
+        assert state.adapters.groups == 1 and served[0].group is served[1].group  # one base in memory
+        for name in ("a", "b", "a"):  # switching back and forth gives each adapter's own predictions
+            r = client.post(
+                "/v1/classify", headers={"Authorization": "Bearer yl-k"}, json={"model": name, "input": TEXTS}
+            )
+            assert r.status_code == 200, r.text
+            got = [d["label"] for d in r.json()["data"]]
+            assert got == [p.label for p in alone[name].batch(TEXTS)]
+            scores = r.json()["data"][0]["scores"]
+            assert scores == pytest.approx(alone[name].invoke(TEXTS[0]).scores, abs=1e-4)
+        base = served[0].group.model.model
+        assert sorted(base.peft_config) == ["a", "b"]
+
+
+def test_a_non_classification_adapter_is_refused_in_the_server(tmp_path: Path) -> None:
+    from yulian.serving.adapters import AdapterPool
+
+    folder = tmp_path / "ner-lora"
+    folder.mkdir()
+    (folder / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "task_type": "TOKEN_CLS"}))
+    with pytest.raises(ValueError, match="TOKEN_CLS adapter: only classification adapters share a base"):
+        AdapterPool().group(folder)
