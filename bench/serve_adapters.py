@@ -65,22 +65,26 @@ def child(variant: str, folders: list[str], rounds: int) -> dict[str, Any]:
     from yulian.tuning.data import read_records
 
     torch.set_num_threads(2)
+    import peft  # noqa: F401  (imported before the first RSS reading: libraries are not the models' memory)
+    import transformers  # noqa: F401
+
+    from yulian.models.hf_tasks import HFClassifier
+    from yulian.serving.adapters import AdapterPool, adapter_predictor
+
     texts = [e.text for e in read_records(DATA / "glue_sst2" / "dev.tsv", text_field="sentence", label_field="label")]
     start = _rss_mb()
     if variant == "shared":
-        from yulian.serving.adapters import AdapterPool, adapter_predictor
-
         pool = AdapterPool()
-        models = [adapter_predictor(pool, f"m{i}", f) for i, f in enumerate(folders)]
-    else:
-        from yulian.models.hf_tasks import HFClassifier
-        from yulian.tuning.adapters import merge
-
-        tmp = Path(tempfile.mkdtemp())
-        models = [HFClassifier(str(merge(f, tmp / f"m{i}")), dtype="float32") for i, f in enumerate(folders)]
+        models: list[Any] = [adapter_predictor(pool, f"m{i}", f) for i, f in enumerate(folders)]
+    else:  # the folders are the adapters merged into full models (by the parent)
+        models = [HFClassifier(f, dtype="float32") for f in folders]
     for m in models:
         m.warm_up()
     loaded = _rss_mb()
+    nets = [m.group.model.model for m in models[:1]] if variant == "shared" else [m._runtime().model for m in models]
+    storages = {
+        t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for n in nets for t in n.state_dict().values()
+    }
     labels: list[str] = []
     batches = [texts[j : j + 8] for j in range(0, 8 * rounds * len(models), 8)]
     started = time.perf_counter()
@@ -90,6 +94,7 @@ def child(variant: str, folders: list[str], rounds: int) -> dict[str, Any]:
     return {
         "variant": variant,
         "models_mb": round(loaded - start, 1),
+        "weights_mb": round(sum(storages.values()) / 2**20, 1),
         "items_per_s": round(len(labels) / seconds, 1),
         "labels": labels,
     }
@@ -117,13 +122,20 @@ def main() -> None:
         print(json.dumps(child(args.child, args.folders, args.rounds)))
         return
     with tempfile.TemporaryDirectory() as tmp:
+        from yulian.tuning.adapters import merge
+
         folders = _train_adapters(args.adapters, Path(tmp))
+        merged = [str(merge(f, Path(tmp) / f"merged-{i}")) for i, f in enumerate(folders)]
         runs: dict[str, list[dict[str, Any]]] = {"shared": [], "merged": []}
         for r in range(args.repeats):
             for variant in ("shared", "merged"):
-                got = _spawn(variant, folders, args.rounds)
+                got = _spawn(variant, folders if variant == "shared" else merged, args.rounds)
                 runs[variant].append(got)
-                print(f"round {r + 1} {variant}: {got['models_mb']} MB, {got['items_per_s']} items/s", flush=True)
+                print(
+                    f"round {r + 1} {variant}: RSS +{got['models_mb']} MB, weights {got['weights_mb']} MB, "
+                    f"{got['items_per_s']} items/s",
+                    flush=True,
+                )
     agree = statistics.fmean(
         a == b for a, b in zip(runs["shared"][0]["labels"], runs["merged"][0]["labels"], strict=True)
     )
@@ -131,6 +143,7 @@ def main() -> None:
         v: {
             "models_mb": statistics.median(r["models_mb"] for r in rs),
             "items_per_s": statistics.median(r["items_per_s"] for r in rs),
+            "weights_mb": rs[0]["weights_mb"],
         }
         for v, rs in runs.items()
     }
@@ -138,6 +151,7 @@ def main() -> None:
         "adapters": args.adapters,
         "summary": summary,
         "memory_ratio": round(summary["merged"]["models_mb"] / max(summary["shared"]["models_mb"], 1e-9), 2),
+        "weights_ratio": round(summary["merged"]["weights_mb"] / summary["shared"]["weights_mb"], 2),
         "speed_ratio": round(summary["shared"]["items_per_s"] / summary["merged"]["items_per_s"], 2),
         "label_agreement": agree,
         "machine": machine_info(),
@@ -152,11 +166,14 @@ def main() -> None:
         f"{args.adapters} LoRA adapters on MiniLM (SST-2), each process loads all of them; round-robin batches of 8 "
         f"SST-2 dev sentences over the models ({args.repeats} A B rounds, medians). `yulian serve` shares the base "
         "for every adapter `source` (`yulian.serving.adapters`).\n\n"
-        "| variant | memory added by the models (MB) | items/s |\n|---|--:|--:|\n"
-        f"| shared base (yulian serve) | {s['models_mb']:.0f} | {s['items_per_s']:.0f} |\n"
-        f"| one merged model per adapter | {m['models_mb']:.0f} | {m['items_per_s']:.0f} |\n\n"
-        f"Memory: merged / shared **{result['memory_ratio']}x**; speed shared / merged {result['speed_ratio']}x "
-        f"(adapters unmerged add the LoRA matmuls and a switch per batch); label agreement {agree:.3f}.\n\n"
+        "| variant | weights held (MB) | RSS added by loading them (MB) | items/s |\n|---|--:|--:|--:|\n"
+        f"| shared base (yulian serve) | {s['weights_mb']:.0f} | {s['models_mb']:.0f} | {s['items_per_s']:.0f} |\n"
+        f"| one merged model per adapter | {m['weights_mb']:.0f} | {m['models_mb']:.0f} | {m['items_per_s']:.0f} |\n\n"
+        f"Weights: merged / shared **{result['weights_ratio']}x**, RSS {result['memory_ratio']}x (resident pages "
+        "only: safetensors weights are memory-mapped); "
+        f"speed shared / merged {result['speed_ratio']}x (the shared base runs the LoRA matmuls unmerged and "
+        "switches adapters per batch; one base also stays warm in the CPU caches); "
+        f"label agreement {agree:.3f}.\n\n"
         f"Command: `HF_HUB_OFFLINE=1 .venv/bin/python bench/serve_adapters.py --adapters {args.adapters}`\n",
         encoding="utf-8",
     )
