@@ -183,6 +183,16 @@ def train_command(
     progress: bool = True,
     ensemble: int | None = None,
     ensemble_by: str = "seed",
+    replay: str | None = None,
+    replay_ratio: float | None = None,
+    replay_count: int | None = None,
+    ewc: float | None = None,
+    ewc_samples: int = 300,
+    fisher: str = "empirical",
+    ewc_gamma: float = 1.0,
+    save_fisher: bool = False,
+    replay_buffer: int = 0,
+    old_eval: str | None = None,
     config: str | None = None,
 ) -> int:
     """Fine-tune a model on a data file; write the model, report.md, metrics.json and curves into --out.
@@ -244,6 +254,22 @@ def train_command(
         ensemble: train this many models into OUT/member-1.. and use them as one (mean of probabilities); see
             `yulian.tuning.ensemble`.
         ensemble_by: how the members differ: seed (same data) or fold (member i leaves fold i out).
+        replay: continual learning, the old task's data to mix in: a data file (fields as --train), a replay.jsonl
+            or a model folder (default with --replay-ratio/--replay-count: --model's replay.jsonl).
+        replay_ratio: old examples replayed per new example (0.1: one for ten; stratified by label, seeded).
+        replay_count: or this many old examples.
+        ewc: EWC lambda: hold the weights that mattered for the old task (--model runs/old) near their values,
+            with the Fisher information of runs/old/ewc.safetensors or computed from the replay data (about 1e5 for
+            full fine-tuning, 1e3 for lora; see bench/BENCHMARKS.continual.md).
+        ewc_samples: old examples the Fisher information is estimated on.
+        fisher: empirical (gradients of the gold labels) or sampled (labels drawn from the model's prediction).
+        ewc_gamma: online EWC: the share of the older Fisher that --save-fisher keeps (1: all of it).
+        save_fisher: write OUT/ewc.safetensors (the Fisher at the new optimum, accumulated over the tasks), so a
+            later --ewc re-tune needs no old data.
+        replay_buffer: keep a uniform sample of at most this many training examples in OUT/replay.jsonl, for
+            later --replay-ratio re-tunes without the old file (default 0: off, as it copies training texts).
+        old_eval: the old task's dev file: its metrics before and after re-tuning are printed and kept in
+            metrics.json ("continual").
         config: a YAML or JSON file of these options; flags given on the command line override it.
     """
     options = dict(locals())
@@ -259,7 +285,7 @@ def train_command(
 def _train(o: dict[str, Any]) -> int:
     from yulian.tuning.data import train_dev_split
     from yulian.tuning.tasks import get_task
-    from yulian.tuning.trainer import TrainConfig, Trainer
+    from yulian.tuning.trainer import TrainConfig
 
     if not o["train"]:
         raise ValueError("no training data: give --train FILE (or 'train' in --config)")
@@ -317,7 +343,11 @@ def _train(o: dict[str, Any]) -> int:
             print(f"model: {o['model']} (--model auto, --lang {o['lang']})", file=sys.stderr)
     if o["progress"]:
         print(f"{len(train_examples):,} training and {len(dev_examples):,} dev examples", file=sys.stderr)
+    continual_flags = ("replay", "replay_ratio", "replay_count", "ewc", "save_fisher", "old_eval")
     if o.get("ensemble"):
+        used = [f"--{k.replace('_', '-')}" for k in continual_flags if o.get(k)]
+        if used:
+            raise ValueError(f"--ensemble cannot be combined with {', '.join(used)}")
         from yulian.tuning.ensemble import train_ensemble
 
         built = train_ensemble(
@@ -333,9 +363,29 @@ def _train(o: dict[str, Any]) -> int:
         members = [_rounded(m) for m in built.member_metrics]
         print(_json.dumps({"out": str(out), "members": members, **_rounded(built.metrics)}, ensure_ascii=False))
         return 0
-    result = Trainer(task, train_config, out).fit(train_examples, dev_examples, o["model"], resume=o["resume"])
-    after = result.metrics.get("after", {})
-    print(_json.dumps({"out": str(out), "best_step": result.best_step, **_rounded(after)}, ensure_ascii=False))
+    from yulian.tuning.continual import ContinualConfig, ContinualLearner
+
+    continual = ContinualConfig(
+        replay=o.get("replay"),
+        replay_ratio=o.get("replay_ratio"),
+        replay_count=o.get("replay_count"),
+        ewc=o.get("ewc"),
+        ewc_samples=int(o.get("ewc_samples") or 300),
+        fisher=o.get("fisher") or "empirical",
+        ewc_gamma=float(o["ewc_gamma"] if o.get("ewc_gamma") is not None else 1.0),
+        save_fisher=bool(o.get("save_fisher")),
+        replay_buffer=int(o.get("replay_buffer") or 0),
+    )
+    old_dev = None
+    if o.get("old_eval"):
+        old_dev = list(task.read(o["old_eval"], skip_bad=o["skip_bad"], encoding=o["encoding"]))
+    learner = ContinualLearner(task, train_config, out, continual)
+    result = learner.fit(train_examples, dev_examples, o["model"], old_dev=old_dev, resume=o["resume"])
+    summary = {"out": str(out), "best_step": result.best_step, **_rounded(result.metrics.get("after", {}))}
+    old_task = result.metrics.get("continual", {}).get("old_task")
+    if old_task:
+        summary["old_task"] = {when: _rounded(metrics or {}) for when, metrics in old_task.items()}
+    print(_json.dumps(summary, ensure_ascii=False))
     return 0
 
 
