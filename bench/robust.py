@@ -1,11 +1,17 @@
 """Robust fine-tuning options vs the plain baseline on small SST-2 subsets (issue 10), plus explanations and
 guardrails measured for what they promise.
 
-Rows: for each option (label smoothing, R-Drop, an ensemble of 3 seeds, ...) and training-set size (100 and 1,000
-examples drawn stratified from SST-2 train, a different draw per seed), MiniLM full fine-tuning is scored on the
-SST-2 dev set (872) over seeds 0..S-1; the table gives the mean, a 95% confidence interval (t distribution) and
-the mean paired difference to the baseline trained on the same draw with the same seed. Options that do not help
-are reported as such.
+Rows: for each option (label smoothing, R-Drop, an ensemble of 3 seeds, data augmentation, ...) and training-set
+size (100 and 1,000 examples drawn stratified from SST-2 train, a different draw per seed), MiniLM full
+fine-tuning is scored on the SST-2 dev set (872) over seeds 0..S-1; the table gives the mean, a 95% confidence
+interval (t distribution) and the mean paired difference to the baseline trained on the same draw with the same
+seed. Options that do not help are reported as such. `--data chnsenticorp` runs the options on ChnSentiCorp
+instead (multilingual-e5-small, max_length 128, jieba word-level EDA with 同义词词林; dev 1,200), kept apart.
+
+Augmentation rows replace half of the training examples by a fresh variant at every epoch (`TrainConfig.augment`,
+`yulian.tuning.augment`); paraphrases (SmolLM2-135M-Instruct, 2 per text) are generated once per unique text
+before the runs and cached in ~/.cache/yulian/paraphrases.jsonl. The `paraphrase` part measures how many of the
+generator's outputs pass the filter, in English and in Chinese, and how fast it generates.
 
 Explanations: integrated-gradients attributions of a classifier trained here are checked for faithfulness on
 dev sentences: deleting the 20% of words with the highest attribution must lower the predicted class's
@@ -15,6 +21,8 @@ negatives), and the time they add per output.
 
     HF_HUB_OFFLINE=1 .venv/bin/python bench/robust.py                  # everything (~10 min on 2 free cores)
     HF_HUB_OFFLINE=1 .venv/bin/python bench/robust.py --seeds 2 --sizes 100 --only baseline rdrop
+    HF_HUB_OFFLINE=1 .venv/bin/python bench/robust.py --parts options --data chnsenticorp --only baseline EDA
+    HF_HUB_OFFLINE=1 .venv/bin/python bench/robust.py --parts paraphrase --paraphrase-texts 32
 """
 
 from __future__ import annotations
@@ -48,14 +56,42 @@ OPTIONS: dict[str, dict[str, Any]] = {
     "FGM (epsilon 1)": {"train": {"adversarial": "fgm", "adv_epsilon": 1.0}},
     "PGD (epsilon 1, 3 steps)": {"train": {"adversarial": "pgd", "adv_epsilon": 1.0, "adv_alpha": 0.3}},
     "layer-wise lr decay 0.9": {"train": {"layer_decay": 0.9}},
+    "EDA (ratio 0.5)": {"train": {"augment": "eda", "augment_ratio": 0.5}},
+    "synonym replacement": {"train": {"augment": "synonym", "augment_ratio": 0.5}},
+    "paraphrase (SmolLM2)": {"train": {"augment": "paraphrase:n=2", "augment_ratio": 0.5}},
 }
 
+DATASETS: dict[str, dict[str, Any]] = {
+    "sst2": {
+        "name": "SST-2",
+        "train": "glue_sst2/train.tsv",
+        "dev": "glue_sst2/dev.tsv",
+        "text_field": "sentence",
+        "model": "minilm-l6",
+        "max_length": 64,
+        "lang": "en",
+        "key": "options",
+    },
+    "chnsenticorp": {
+        "name": "ChnSentiCorp",
+        "train": "chnsenticorp/train.tsv",
+        "dev": "chnsenticorp/dev.tsv",
+        "text_field": "text_a",
+        "model": "multilingual-e5-small",
+        "max_length": 128,
+        "lang": "zh",
+        "key": "options_chnsenticorp",
+    },
+}
+"""Where each `--data` reads from, what it trains, and where its rows go in robust.json."""
 
-def _sst2() -> tuple[list[Any], list[Any]]:
+
+def _read(data: str = "sst2") -> tuple[list[Any], list[Any]]:
     from yulian.tuning.data import read_records
 
-    train = list(read_records(DATA / "glue_sst2" / "train.tsv", text_field="sentence", label_field="label"))
-    dev = list(read_records(DATA / "glue_sst2" / "dev.tsv", text_field="sentence", label_field="label"))
+    spec = DATASETS[data]
+    train = list(read_records(DATA / spec["train"], text_field=spec["text_field"], label_field="label"))
+    dev = list(read_records(DATA / spec["dev"], text_field=spec["text_field"], label_field="label"))
     return train, dev
 
 
@@ -71,14 +107,27 @@ def _draw(train: list[Any], size: int, seed: int) -> list[Any]:
     return out
 
 
-def _train(option: dict[str, Any], train: list[Any], dev: list[Any], seed: int, size: int, out: Path) -> float:
+def _train(
+    option: dict[str, Any],
+    train: list[Any],
+    dev: list[Any],
+    seed: int,
+    size: int,
+    out: Path,
+    data: str = "sst2",
+    threads: int = 2,
+) -> float:
     from yulian.models.registry import resolve
     from yulian.tuning.ensemble import train_ensemble
     from yulian.tuning.tasks import TaskConfig, get_task
     from yulian.tuning.trainer import TrainConfig, Trainer
 
-    base = resolve("minilm-l6").path
+    spec = DATASETS[data]
+    base = resolve(spec["model"]).path
     task_options = dict(option.get("task", {}))
+    train_options = dict(option.get("train", {}))
+    if "augment" in train_options:
+        train_options.setdefault("augment_lang", spec["lang"])  # EDA's word level and synonyms
     config = TrainConfig(
         epochs=10 if size <= 100 else 3,
         batch_size=16,
@@ -86,13 +135,13 @@ def _train(option: dict[str, Any], train: list[Any], dev: list[Any], seed: int, 
         warmup=0.1,
         seed=seed,
         eval_every="epoch",
-        threads=2,
+        threads=threads,
         progress=False,
-        **option.get("train", {}),
+        **train_options,
     )
 
     def make() -> Any:
-        return get_task("classification", TaskConfig(max_length=64, **task_options))
+        return get_task("classification", TaskConfig(max_length=spec["max_length"], **task_options))
 
     if option.get("ensemble"):
         built = train_ensemble(make, config, out, train, dev, str(base), k=int(option["ensemble"]))
@@ -108,32 +157,84 @@ def _ci(values: list[float]) -> tuple[float, float]:
     return mean, T95.get(len(values) - 1, 1.96) * statistics.stdev(values) / math.sqrt(len(values))
 
 
+def _selected(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    return {n: o for n, o in OPTIONS.items() if not args.only or any(n.startswith(x) for x in args.only)}
+
+
+def _pregenerate(args: argparse.Namespace, train: list[Any]) -> None:
+    """Generate the paraphrases of every draw the paraphrase rows will train on, once, with progress."""
+    import torch
+
+    from yulian.tuning.augment import Augmenter
+
+    torch.set_num_threads(args.threads)
+    spec = DATASETS[args.data]
+    for name, option in _selected(args).items():
+        augment = option.get("train", {}).get("augment", "")
+        if "paraphrase" not in augment:
+            continue
+        subsets = [_draw(train, size, seed) for size in args.sizes for seed in range(args.seeds)]
+        unique = list({id(e): e for subset in subsets for e in subset}.values())
+        print(f"{name}: paraphrasing {len(unique):,} training texts (cached after the first run)", flush=True)
+        Augmenter(augment, lang=spec["lang"], progress=True).prepare(unique)
+
+
 def run_options(args: argparse.Namespace, results: dict[str, Any]) -> None:
-    train, dev = _sst2()
-    rows = results.setdefault("options", {})
+    train, dev = _read(args.data)
+    rows = results.setdefault(DATASETS[args.data]["key"], {})
+    _pregenerate(args, train)
     for size in args.sizes:
         for seed in range(args.seeds):
             subset = _draw(train, size, seed)
-            for name, option in OPTIONS.items():
-                if args.only and not any(name.startswith(o) for o in args.only):
-                    continue
+            for name, option in _selected(args).items():
                 key = f"{name}|{size}|{seed}"
                 if key in rows and not args.force:
                     continue
                 started = time.perf_counter()
                 with tempfile.TemporaryDirectory() as tmp:
-                    acc = _train(option, subset, dev, seed, size, Path(tmp) / "run")
+                    acc = _train(option, subset, dev, seed, size, Path(tmp) / "run", args.data, args.threads)
                 rows[key] = {"accuracy": acc, "seconds": round(time.perf_counter() - started, 1)}
-                print(
-                    f"{name:>22} n={size:<5} seed {seed}: dev accuracy {acc:.4f} ({rows[key]['seconds']} s)", flush=True
-                )
+                took = rows[key]["seconds"]
+                print(f"{name:>22} {args.data} n={size:<5} seed {seed}: dev accuracy {acc:.4f} ({took} s)", flush=True)
                 _save(results)
+
+
+def run_paraphrase(args: argparse.Namespace, results: dict[str, Any]) -> None:
+    """Acceptance rate and speed of SmolLM2 paraphrases on SST-2 (en) and ChnSentiCorp (zh) training texts."""
+    import torch
+
+    from yulian.tuning.augment_paraphrase import Paraphraser
+
+    torch.set_num_threads(args.threads)
+    report = results.setdefault("paraphrase", {})
+    for data in ("sst2", "chnsenticorp"):
+        spec = DATASETS[data]
+        train, _ = _read(data)
+        texts = [e.text for e in random.Random(7).sample(train, args.paraphrase_texts)]
+        para = Paraphraser("smollm2-135m-instruct", n=2, progress=True)
+        stats = para.prepare(texts, spec["lang"])
+        usable = [t for t in texts if para.variants(t, spec["lang"])]
+        examples = [(t, para.variants(t, spec["lang"])[0]) for t in usable[:3]]
+        report[spec["lang"]] = {
+            "data": spec["name"],
+            "texts": len(texts),
+            "outputs": 2 * len(texts),
+            "acceptance": round(para.acceptance(), 4),
+            "texts_with_a_paraphrase": len(usable),
+            "reasons": dict(para.stats.most_common()),
+            "generated": stats["generated"],
+            "seconds": stats["seconds"],
+            "texts_per_second": round(stats["generated"] / 2 / stats["seconds"], 3) if stats["seconds"] else None,
+            "examples": examples,
+        }
+        print(f"paraphrase {spec['lang']}:", {k: v for k, v in report[spec["lang"]].items() if k != "examples"})
+        _save(results)
 
 
 def run_explanations(args: argparse.Namespace, results: dict[str, Any]) -> None:
     from yulian.tuning.explain import Explainer
 
-    train, dev = _sst2()
+    train, dev = _read("sst2")
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "clf"
         acc = _train({}, _draw(train, 1000, 0), dev, 0, 1000, out)
@@ -231,19 +332,8 @@ def _save(results: dict[str, Any]) -> None:
     TABLE.write_text(_table(results), encoding="utf-8")
 
 
-def _table(results: dict[str, Any]) -> str:
-    lines = [
-        "## Robust fine-tuning options (issue 10)",
-        "",
-        "SST-2, MiniLM full fine-tuning, stratified subsets of the training set (a different draw per seed), dev "
-        "accuracy on the official dev set (872). Mean over seeds with a 95% confidence interval (t); Δ is the mean "
-        "paired difference to the baseline trained on the same draw with the same seed. Command: "
-        "`HF_HUB_OFFLINE=1 .venv/bin/python bench/robust.py`.",
-        "",
-        "| option | train size | seeds | dev accuracy | Δ vs baseline | verdict |",
-        "|---|--:|--:|--:|--:|---|",
-    ]
-    rows = results.get("options", {})
+def _option_rows(rows: dict[str, Any]) -> list[str]:
+    lines = ["| option | train size | seeds | dev accuracy | Δ vs baseline | verdict |", "|---|--:|--:|--:|--:|---|"]
     sizes = sorted({int(k.split("|")[1]) for k in rows})
     for size in sizes:
         for name in OPTIONS:
@@ -264,6 +354,42 @@ def _table(results: dict[str, Any]) -> str:
                     verdict = "helps" if d - dh > 0 else "hurts" if d + dh < 0 else "no significant difference"
             ci = f" ± {half:.4f}" if not math.isnan(half) else ""
             lines.append(f"| {name} | {size:,} | {len(accs)} | {mean:.4f}{ci} | {delta} | {verdict} |")
+    return lines
+
+
+def _table(results: dict[str, Any]) -> str:
+    lines = [
+        "## Robust fine-tuning options (issue 10)",
+        "",
+        "SST-2, MiniLM full fine-tuning, stratified subsets of the training set (a different draw per seed), dev "
+        "accuracy on the official dev set (872). Mean over seeds with a 95% confidence interval (t); Δ is the mean "
+        "paired difference to the baseline trained on the same draw with the same seed. Augmentation rows replace "
+        "half of the examples by a fresh variant each epoch (EDA: Wei & Zou 2019, alpha 0.1, WordNet 3.0 synonyms; "
+        "paraphrases: SmolLM2-135M-Instruct, 2 per text, filtered). Command: "
+        "`HF_HUB_OFFLINE=1 .venv/bin/python bench/robust.py`.",
+        "",
+        *_option_rows(results.get("options", {})),
+    ]
+    zh = results.get("options_chnsenticorp", {})
+    if zh:
+        lines += [
+            "",
+            "ChnSentiCorp, multilingual-e5-small full fine-tuning (max_length 128), the same protocol on its dev set "
+            "(1,200); EDA works on jieba words with 同义词词林 synonyms. Command: "
+            "`HF_HUB_OFFLINE=1 .venv/bin/python bench/robust.py --parts options --data chnsenticorp`.",
+            "",
+            *_option_rows(zh),
+        ]
+    para = results.get("paraphrase", {})
+    for lang, p in sorted(para.items()):
+        reasons = ", ".join(f"{k} {v}" for k, v in p["reasons"].items() if k != "ok")
+        lines += [
+            "",
+            f"Paraphrases by SmolLM2-135M-Instruct on {p['texts']} {p['data']} training texts ({lang} prompt, 2 "
+            f"samples each): {p['acceptance']:.0%} of the outputs pass the filter, {p['texts_with_a_paraphrase']} of "
+            f"{p['texts']} texts get at least one (rejected: {reasons or 'none'}); {p['texts_per_second']} texts/s. "
+            "Command: `HF_HUB_OFFLINE=1 .venv/bin/python bench/robust.py --parts paraphrase`.",
+        ]
     exp = results.get("explanations")
     if exp:
         lines += [
@@ -301,6 +427,9 @@ def main() -> None:
     parser.add_argument("--force", action="store_true", help="re-run rows already measured")
     parser.add_argument("--parts", nargs="+", default=["options", "explanations", "guardrails"])
     parser.add_argument("--explain-texts", type=int, default=100)
+    parser.add_argument("--data", choices=sorted(DATASETS), default="sst2", help="the data set of the options part")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads per training run")
+    parser.add_argument("--paraphrase-texts", type=int, default=64, help="texts per language in the paraphrase part")
     args = parser.parse_args()
     results: dict[str, Any] = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     results["meta"] = {"machine": machine_info(), "git": git_state()}
@@ -310,6 +439,8 @@ def main() -> None:
         run_options(args, results)
     if "explanations" in args.parts:
         run_explanations(args, results)
+    if "paraphrase" in args.parts:
+        run_paraphrase(args, results)
     _save(results)
     print(TABLE.read_text(encoding="utf-8"))
 

@@ -66,12 +66,15 @@ def all_commands() -> dict[str, Any]:
     from yulian.retrieval.split_commands import split_command
     from yulian.serving.commands import serve
     from yulian.tuning.adapters import adapters_command
+    from yulian.tuning.augment_commands import augment_command
     from yulian.tuning.commands import eval_command, predict_command, train_command
     from yulian.tuning.data_commands import data_command
     from yulian.tuning.explain import explain_command
+    from yulian.tuning.fewshot import FEWSHOT_COMMANDS
 
     return {
         "adapters": adapters_command,
+        "augment": augment_command,
         "app": {"monitor": MONITOR_COMMANDS, "recommend": recommend_command, "support": support_command},
         "chat": chat,
         "compress": compress_command,
@@ -80,6 +83,7 @@ def all_commands() -> dict[str, Any]:
         "embed": embed,
         "explain": explain_command,
         "federate": federate_command,
+        "fewshot": FEWSHOT_COMMANDS,
         "guard": guard_command,
         "eval": eval_command,
         "index": index,

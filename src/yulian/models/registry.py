@@ -442,6 +442,9 @@ def load(name_or_path: str | os.PathLike[str] | ResolvedModel, task: str | None 
         `OpenAIChatModel`.
     """
     resolved = name_or_path if isinstance(name_or_path, ResolvedModel) else resolve(name_or_path)
+    setfit = resolved.source == "local" and (Path(resolved.path) / "fewshot-setfit.json").is_file()
+    if setfit and task in (None, "classify", "classification"):  # `yulian fewshot setfit` output: a classifier
+        return _backend("yulian.tuning.fewshot", "load_fewshot", "few-shot classifiers")(resolved.path, **kwargs)
     task = _check_task(task, resolved)
     if resolved.source == "local" and (Path(resolved.path) / "compression.json").is_file():  # yulian compress output
         return _backend("yulian.compression.artifacts", "load_artifact", "artefacts")(resolved.path, task, **kwargs)

@@ -1,6 +1,17 @@
 """Fine-tuning: data readers and validation, tasks, methods and the trainer."""
 
 from yulian.tuning.adapters import AdapterModel, adapter_info, load_adapter
+from yulian.tuning.augment import Augmenter, parse_augment
+from yulian.tuning.augment_paraphrase import Paraphraser
+from yulian.tuning.continual import (
+    ContinualConfig,
+    ContinualLearner,
+    EWCPenalty,
+    EWCState,
+    ReplayBuffer,
+    estimate_fisher,
+    replay_mix,
+)
 from yulian.tuning.data import (
     ChatExample,
     DataConfig,
@@ -19,19 +30,38 @@ from yulian.tuning.data import (
     tokenize_cached,
     train_dev_split,
 )
+from yulian.tuning.fewshot import (
+    ICLConfig,
+    InContextClassifier,
+    SetFitClassifier,
+    SetFitConfig,
+    load_fewshot,
+    train_setfit,
+)
 from yulian.tuning.methods import METHODS, get_method
 from yulian.tuning.trainer import TrainConfig, Trainer, TrainResult
 
 __all__ = [  # noqa: RUF022 - plain sorted(), as tests/unit/test_public_api.py checks
     "AdapterModel",
+    "Augmenter",
     "ChatExample",
+    "ContinualConfig",
+    "ContinualLearner",
     "DataConfig",
     "DataError",
+    "EWCPenalty",
+    "EWCState",
+    "ICLConfig",
+    "InContextClassifier",
     "LabelMap",
     "METHODS",
     "PadCollator",
+    "Paraphraser",
     "QAExample",
     "RecordSet",
+    "ReplayBuffer",
+    "SetFitClassifier",
+    "SetFitConfig",
     "TextExample",
     "TokenExample",
     "TrainConfig",
@@ -39,12 +69,17 @@ __all__ = [  # noqa: RUF022 - plain sorted(), as tests/unit/test_public_api.py c
     "Trainer",
     "adapter_info",
     "convert_tags",
+    "estimate_fisher",
     "get_method",
     "length_grouped_batches",
     "load_adapter",
+    "load_fewshot",
+    "parse_augment",
     "read_records",
+    "replay_mix",
     "split_by_article",
     "stratified_split",
     "tokenize_cached",
     "train_dev_split",
+    "train_setfit",
 ]

@@ -174,6 +174,8 @@ def train_command(
     adversarial: str | None = None,
     adv_epsilon: float = 1.0,
     layer_decay: float | None = None,
+    augment: str | None = None,
+    augment_ratio: float = 0.5,
     format: str | None = None,  # the CLI option is --format
     skip_bad: bool = False,
     encoding: str = "utf-8",
@@ -244,6 +246,11 @@ def train_command(
             worst-case nearby input).
         adv_epsilon: the adversarial perturbation's L2 radius per example.
         layer_decay: layer-wise learning-rate decay (e.g. 0.9): lower layers learn more slowly.
+        augment: data augmentation on the fly: eda, synonym, insert, swap, delete, paraphrase (a local model
+            rewrites each training text once; cached), mention (NER), joined with + (eda+paraphrase); options
+            after a colon (synonym:0.2, paraphrase:n=2). --lang picks English or Chinese word level (auto: from
+            the data). See `yulian augment`.
+        augment_ratio: the share of training examples replaced by a fresh augmented variant in each epoch.
         format: the data format (default: from the extension).
         skip_bad: skip bad records instead of stopping at the first.
         encoding: the data files' encoding (gbk, gb18030, latin-1...).
@@ -322,6 +329,9 @@ def _train(o: dict[str, Any]) -> int:
         adversarial=o.get("adversarial"),
         adv_epsilon=float(o.get("adv_epsilon") or 1.0),
         layer_decay=o.get("layer_decay"),
+        augment=_none(o.get("augment")),
+        augment_ratio=float(o.get("augment_ratio") or 0.5),
+        augment_lang=o.get("lang") or "auto",
         method=method,
         method_options=method_options,
         threads=o["threads"],
@@ -487,28 +497,38 @@ def eval_command(
     return 0
 
 
+def _predictor(model: str) -> Any:
+    """The Runnable that predicts with `model`: a few-shot folder, an ensemble, a compressed artefact or a
+    fine-tuned folder."""
+    from yulian.tuning.ensemble import EnsembleClassifier, is_ensemble
+    from yulian.tuning.fewshot import is_fewshot_folder, load_fewshot
+    from yulian.tuning.tasks import Task
+
+    if is_fewshot_folder(model):  # `yulian fewshot setfit|icl` output
+        return load_fewshot(model)
+    task = Task.from_dir(model)
+    if is_ensemble(model):
+        if task.name != "classification":
+            raise ValueError(
+                f"{model}: predict serves classification ensembles; score a {task.name} one with yulian eval"
+            )
+        return EnsembleClassifier.from_dir(model)
+    if _is_artifact(model):  # a `yulian compress` output
+        from yulian.compression import load_artifact
+
+        return load_artifact(model, max_length=int(task.config.max_length))
+    return task.predictor(model)
+
+
 def predict_command(model: str, batch_size: int = 32) -> int:
     """Read texts from stdin, one per line; write one JSON line of predictions per text.
 
     Args:
-        model: the fine-tuned model folder (the --out of `yulian train`, an ensemble, or a `yulian compress`
-            artefact of one).
+        model: the fine-tuned model folder (the --out of `yulian train`, an ensemble, a `yulian compress`
+            artefact of one, or a `yulian fewshot` output).
         batch_size: texts per forward pass.
     """
-    from yulian.tuning.ensemble import EnsembleClassifier, is_ensemble
-    from yulian.tuning.tasks import Task
-
-    task = Task.from_dir(model)
-    if is_ensemble(model) and task.name != "classification":
-        raise ValueError(f"{model}: predict serves classification ensembles; score a {task.name} one with yulian eval")
-    if is_ensemble(model):
-        predictor = EnsembleClassifier.from_dir(model)
-    elif _is_artifact(model):  # a `yulian compress` output
-        from yulian.compression import load_artifact
-
-        predictor = load_artifact(model, max_length=int(task.config.max_length))
-    else:
-        predictor = task.predictor(model)
+    predictor = _predictor(model)
     texts = [line.rstrip("\r\n") for line in sys.stdin]
     texts = [t for t in texts if t.strip()]
     for start in range(0, len(texts), batch_size):

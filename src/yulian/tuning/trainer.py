@@ -29,6 +29,7 @@ from typing import Any
 
 from yulian._optional import require
 from yulian.tuning.adversarial import ADVERSARIAL, Adversary
+from yulian.tuning.augment import EpochAugmentation, check_augment
 from yulian.tuning.checkpoints import CheckpointStore
 from yulian.tuning.distributed import Distributed
 from yulian.tuning.fast_dropout import fast_dropout_training
@@ -94,6 +95,9 @@ class TrainConfig:
             lr x layer_decay^(L + 1), the head the full lr (e.g. 0.9); None: one learning rate.
         artifacts: write checkpoints, metrics.json, report.md and curves (False: train in memory only, as a
             federated client does every round; implies no checkpoints to resume from).
+        augment: data augmentation spec ("eda", "synonym", "swap", "delete", "paraphrase", "eda+paraphrase",
+            ...; `yulian.tuning.augment`): each epoch, `augment_ratio` of the examples are replaced by a fresh
+            variant (seeded by seed and epoch). augment_lang: "auto" (from the data's CJK share), "en" or "zh".
     """
 
     epochs: int = 3
@@ -129,6 +133,9 @@ class TrainConfig:
     adv_steps: int = 3
     layer_decay: float | None = None
     artifacts: bool = True
+    augment: str | None = None
+    augment_ratio: float = 0.5
+    augment_lang: str = "auto"
 
     def __post_init__(self) -> None:
         def whole(name: str, minimum: int, *, optional: bool = False) -> None:
@@ -156,6 +163,7 @@ class TrainConfig:
             raise ValueError(
                 f"TrainConfig.adv_epsilon and adv_alpha must be > 0, got {self.adv_epsilon}, {self.adv_alpha}"
             )
+        check_augment(self.augment, self.augment_ratio, self.augment_lang)
         if self.layer_decay is not None and not 0 < self.layer_decay <= 1:
             raise ValueError(f"TrainConfig.layer_decay must be in (0, 1] or None, got {self.layer_decay!r}")
         choice("optimizer", _OPTIMIZERS)
@@ -468,6 +476,7 @@ class Trainer:
         self.log(f"{cfg.method}: {trainable_summary(model)}; precision {precision}, device {device}")
 
         features = task.encode(train_examples, tokenizer)
+        augment = EpochAugmentation.for_training(cfg, train_examples, features, self.log, dist)
         lengths = [task.feature_length(f) for f in features]
         n_batches = math.ceil(math.ceil(len(features) / cfg.batch_size) / dist.world_size)
         steps_per_epoch = math.ceil(n_batches / cfg.grad_accum)
@@ -528,6 +537,9 @@ class Trainer:
         last_metric = state.evals[-1].get(self.metric) if state.evals else None
         try:
             while state.step < total and not state.stopped_early:
+                if augment is not None and augment.epoch != state.epoch:  # on the fly: a fresh draw each epoch
+                    features = augment.features(state.epoch, task, tokenizer)
+                    lengths = [task.feature_length(f) for f in features]
                 batches = dist.shard(self._batches(lengths, state.epoch))
                 while state.batch < len(batches) and state.step < total:
                     group = batches[state.batch : state.batch + cfg.grad_accum]
