@@ -10,11 +10,15 @@ import random
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from yulian.core.config import use_config
+from yulian.core.runnable import ConfigLike, Runnable
+from yulian.models.predictions import Prediction
 from yulian.tuning.data_labels import LabelMap
 from yulian.tuning.data_types import name_list
 
 __all__ = [
     "Shot",
+    "TextClassifierRunnable",
     "as_shots",
     "check_verbalizer",
     "classification_scores",
@@ -164,3 +168,58 @@ def classification_scores(gold: Sequence[str], predicted: Sequence[str], labels:
         fn = sum(g == label and p != label for g, p in zip(gold, predicted, strict=True))
         f1s.append(2 * tp / (2 * tp + fp + fn) if tp else 0.0)
     return {"accuracy": correct / len(gold), "macro_f1": sum(f1s) / len(f1s)}
+
+
+class TextClassifierRunnable(Runnable[str, Prediction]):
+    """The Runnable surface of the few-shot classifiers: `invoke`, `batch` (with `return_exceptions`) and
+    `abatch` over one method, `_predict(texts) -> list[Prediction]`, that scores texts together."""
+
+    def _predict(self, texts: list[str]) -> list[Prediction]:
+        raise NotImplementedError
+
+    def invoke(self, input: str, config: ConfigLike = None) -> Prediction:
+        """The predicted label of one text, with every label's probability."""
+        with use_config(config):
+            return self._predict([input])[0]
+
+    def batch(
+        self,
+        inputs: Sequence[str],
+        config: ConfigLike = None,
+        *,
+        max_concurrency: int | None = None,
+        return_exceptions: bool = False,
+    ) -> list[Prediction]:
+        """Predictions for many texts in one batched pass (`max_concurrency` is accepted for the contract;
+        batching replaces it). With `return_exceptions=True` a bad input (not a string) gets its exception in place."""
+        inputs = list(inputs)
+        if not inputs:
+            return []
+        with use_config(config):
+            if not return_exceptions:
+                return self._predict(inputs)
+            good = [i for i, x in enumerate(inputs) if isinstance(x, str)]
+            out: list[Any] = [
+                None if isinstance(x, str) else TypeError(f"{self.name} takes text, got {type(x).__name__}")
+                for x in inputs
+            ]
+            try:
+                for i, p in zip(good, self._predict([inputs[i] for i in good]), strict=True):
+                    out[i] = p
+            except Exception as e:
+                for i in good:
+                    out[i] = e
+            return out
+
+    async def abatch(
+        self,
+        inputs: Sequence[str],
+        config: ConfigLike = None,
+        *,
+        max_concurrency: int | None = None,
+        return_exceptions: bool = False,
+    ) -> list[Prediction]:
+        """Async `batch`: runs in a worker thread."""
+        import asyncio
+
+        return await asyncio.to_thread(self.batch, list(inputs), config, return_exceptions=return_exceptions)

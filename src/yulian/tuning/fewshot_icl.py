@@ -46,10 +46,16 @@ from pathlib import Path
 from typing import Any
 
 from yulian._optional import require
-from yulian.core.config import use_config
-from yulian.core.runnable import ConfigLike, Runnable
 from yulian.models.predictions import Prediction
-from yulian.tuning.fewshot_data import Shot, as_shots, check_verbalizer, label_order, parse_verbalizer, sample_per_class
+from yulian.tuning.fewshot_data import (
+    Shot,
+    TextClassifierRunnable,
+    as_shots,
+    check_verbalizer,
+    label_order,
+    parse_verbalizer,
+    sample_per_class,
+)
 from yulian.tuning.fewshot_lm import ContinuationScorer, Prefix
 
 __all__ = ["ICL_FILE", "ICLConfig", "InContextClassifier", "LabelScores"]
@@ -153,7 +159,7 @@ class _Loaded:
     memo: dict[tuple[int, ...], Prefix] = field(default_factory=dict)
 
 
-class InContextClassifier(Runnable[str, Prediction]):
+class InContextClassifier(TextClassifierRunnable):
     """A causal LM as a few-shot text classifier: demonstrations in the prompt, label words scored, not generated.
 
     Args:
@@ -274,56 +280,6 @@ class InContextClassifier(Runnable[str, Prediction]):
         """Everything about each text in one pass: the constrained scores, the probabilities, and (whatever
         `calibrate` says) the content-free distribution and the calibrated probabilities."""
         return self._details(self._check_texts(texts), calibrate=True)
-
-    def invoke(self, input: str, config: ConfigLike = None) -> Prediction:
-        """The predicted label of one text, with every label's probability."""
-        with use_config(config):
-            return self._predict([input])[0]
-
-    def batch(
-        self,
-        inputs: Sequence[str],
-        config: ConfigLike = None,
-        *,
-        max_concurrency: int | None = None,
-        return_exceptions: bool = False,
-    ) -> list[Prediction]:
-        """Predictions for many texts, scored together in batches of `batch_size` prompt rows.
-
-        With `return_exceptions=True` a bad input (not a string) gets its exception in place; `max_concurrency`
-        is accepted for the Runnable contract (batching replaces it).
-        """
-        inputs = list(inputs)
-        if not inputs:
-            return []
-        with use_config(config):
-            if not return_exceptions:
-                return self._predict(inputs)
-            good = [i for i, x in enumerate(inputs) if isinstance(x, str)]
-            out: list[Any] = [
-                None if isinstance(x, str) else TypeError(f"{self.name} takes text, got {type(x).__name__}")
-                for x in inputs
-            ]
-            try:
-                for i, p in zip(good, self._predict([inputs[i] for i in good]), strict=True):
-                    out[i] = p
-            except Exception as e:
-                for i in good:
-                    out[i] = e
-            return out
-
-    async def abatch(
-        self,
-        inputs: Sequence[str],
-        config: ConfigLike = None,
-        *,
-        max_concurrency: int | None = None,
-        return_exceptions: bool = False,
-    ) -> list[Prediction]:
-        """Async `batch`: the batched scoring runs in a worker thread."""
-        import asyncio
-
-        return await asyncio.to_thread(self.batch, list(inputs), config, return_exceptions=return_exceptions)
 
     def save(self, folder: str | os.PathLike[str]) -> Path:
         """Write `fewshot-icl.json` (model, labels, verbaliser, options, demonstrations) into `folder`; returns it.

@@ -42,10 +42,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from yulian._optional import require
-from yulian.core.config import use_config
-from yulian.core.runnable import ConfigLike, Runnable
 from yulian.models.predictions import Prediction
-from yulian.tuning.fewshot_data import as_shots, classification_scores, label_order
+from yulian.tuning.fewshot_data import TextClassifierRunnable, as_shots, classification_scores, label_order
 
 if TYPE_CHECKING:
     import numpy as np
@@ -367,7 +365,7 @@ def _with_options(config: SetFitConfig, options: dict[str, Any]) -> SetFitConfig
 
 
 # ============================================================================================ the predictor
-class SetFitClassifier(Runnable[str, Prediction]):
+class SetFitClassifier(TextClassifierRunnable):
     """A trained SetFit classifier (the folder `train_setfit` wrote) as a Runnable: text -> `Prediction`.
 
     The encoder runs through `HFEmbedder` (length-sorted batches, bf16 where it is native and faithful); the
@@ -445,52 +443,6 @@ class SetFitClassifier(Runnable[str, Prediction]):
         out = np.zeros((len(texts), len(self.labels)))
         out[:, self._classes] = probs
         return out  # type: ignore[no-any-return]
-
-    def invoke(self, input: str, config: ConfigLike = None) -> Prediction:
-        """The predicted label of one text, with every label's probability."""
-        with use_config(config):
-            return self._predict([input])[0]
-
-    def batch(
-        self,
-        inputs: Sequence[str],
-        config: ConfigLike = None,
-        *,
-        max_concurrency: int | None = None,
-        return_exceptions: bool = False,
-    ) -> list[Prediction]:
-        """Predictions for many texts in one batched pass (`max_concurrency` is accepted for the contract)."""
-        inputs = list(inputs)
-        if not inputs:
-            return []
-        with use_config(config):
-            if not return_exceptions:
-                return self._predict(inputs)
-            good = [i for i, x in enumerate(inputs) if isinstance(x, str)]
-            out: list[Any] = [
-                None if isinstance(x, str) else TypeError(f"{self.name} takes text, got {type(x).__name__}")
-                for x in inputs
-            ]
-            try:
-                for i, p in zip(good, self._predict([inputs[i] for i in good]), strict=True):
-                    out[i] = p
-            except Exception as e:
-                for i in good:
-                    out[i] = e
-            return out
-
-    async def abatch(
-        self,
-        inputs: Sequence[str],
-        config: ConfigLike = None,
-        *,
-        max_concurrency: int | None = None,
-        return_exceptions: bool = False,
-    ) -> list[Prediction]:
-        """Async `batch`: runs in a worker thread."""
-        import asyncio
-
-        return await asyncio.to_thread(self.batch, list(inputs), config, return_exceptions=return_exceptions)
 
     def evaluate(self, examples: Sequence[Any]) -> dict[str, float]:
         """`{"accuracy", "macro_f1"}` on labelled examples."""
