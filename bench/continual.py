@@ -187,7 +187,7 @@ def run_pair(pair: Pair, method: str, seed: int, args: argparse.Namespace, resul
     with tempfile.TemporaryDirectory() as tmp:
         folder_a = Path(tmp) / "a"
         started = time.perf_counter()
-        cc = ContinualConfig(save_fisher=True, ewc_samples=args.ewc_samples)
+        cc = ContinualConfig(save_fisher=True, ewc_samples=args.ewc_samples, replay_buffer=1000)
         first = ContinualLearner(_task(), _config(pair, method, seed, args, final=False), folder_a, cc)
         result_a = first.fit(a_train, a_dev, base)
         after_a = {
