@@ -56,7 +56,13 @@ from typing import Any
 
 from yulian._optional import require
 from yulian.tuning.continual_ewc import EWC_FILE, FISHER_KINDS, EWCPenalty, EWCState, estimate_fisher
-from yulian.tuning.continual_labels import OldModel, RetuneClassificationTask, adapter_start, extend_head
+from yulian.tuning.continual_labels import (
+    OldModel,
+    RetuneClassificationTask,
+    RetuneTokenClassificationTask,
+    adapter_start,
+    extend_head,
+)
 from yulian.tuning.continual_replay import (
     REPLAY_FILE,
     ReplayBuffer,
@@ -77,6 +83,7 @@ __all__ = [
     "OldModel",
     "ReplayBuffer",
     "RetuneClassificationTask",
+    "RetuneTokenClassificationTask",
     "estimate_fisher",
     "extend_head",
     "read_examples",
@@ -305,6 +312,11 @@ class ContinualLearner:
             info["labels"] = {"kept": len(old.labels), "added": task.added}
             if task.added:
                 self.log(f"labels: {len(old.labels)} kept, {len(task.added)} added ({', '.join(task.added[:10])})")
+        elif old is not None and task.name == "ner" and old.labels:
+            task = RetuneTokenClassificationTask.from_old(task.config, old, mixed)
+            info["labels"] = {"kept": len(old.labels), "added": task.added}
+            if task.added:
+                self.log(f"tags: {len(old.labels)} kept, {len(task.added)} added ({', '.join(task.added[:10])})")
         else:
             task.setup(mixed, base_model)
         self.task = task
@@ -312,7 +324,8 @@ class ContinualLearner:
         config, base, start, continued = cfg, base_model, None, None
         if old is not None and old.adapter is not None:
             if cfg.method == old.adapter.method:
-                rows = len(task.label_map) if getattr(task, "label_map", None) is not None else None
+                labels = getattr(task, "label_map", None) or getattr(task, "labels", None)
+                rows = len(labels) if labels is not None else None
                 base, options, start, continued = adapter_start(old, rows, options=cfg.method_options, seed=cfg.seed)
                 config = replace(cfg, method_options=options)
                 info["adapter"] = {"continued": str(old.folder), "base": base}

@@ -24,10 +24,12 @@ from yulian.tuning.data_labels import LabelMap
 from yulian.tuning.data_types import DataError, name_list
 from yulian.tuning.tasks.base import TASK_FILE
 from yulian.tuning.tasks.classification import ClassificationTask
+from yulian.tuning.tasks.token_classification import TokenClassificationTask
 
 __all__ = [
     "OldModel",
     "RetuneClassificationTask",
+    "RetuneTokenClassificationTask",
     "adapter_start",
     "extend_head",
     "merged_labels",
@@ -216,6 +218,56 @@ class RetuneClassificationTask(ClassificationTask):
         _set_labels(model, labels, self.multi_label)
         if model.config.pad_token_id is None:
             model.config.pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        return model, tokenizer
+
+
+class RetuneTokenClassificationTask(TokenClassificationTask):
+    """NER that re-tunes a fine-tuned tagger: the old tags keep their ids (and the old tag scheme: new data in
+    another scheme is converted), tags of entity types only the new data has are added after them, and
+    `build_model` on the old folder loads the trained head and grows it. (The plain task would put a fresh head
+    on the old encoder whenever the tag count differs, and mix up tag ids whenever the sets differ.)"""
+
+    def __init__(self, config: Any = None) -> None:
+        super().__init__(config)
+        self.old_folder: Path | None = None
+        self.old_count = 0
+        self.added: list[str] = []
+
+    @classmethod
+    def from_old(cls, config: Any, old: OldModel, examples: Sequence[Any]) -> RetuneTokenClassificationTask:
+        """The task for training on `examples` (new + replayed) from `old`, an NER model folder."""
+        if old.task != "ner" or not old.labels:
+            raise ValueError(f"{old.folder} is a {old.task} model, not an NER one")
+        task = cls(config)
+        task.scheme = old.task_object().scheme or task.scheme
+        TokenClassificationTask.setup(task, examples, old.folder)  # the new data's tags, in the old scheme
+        new = list(task._labels().labels)
+        task.added = [tag for tag in new if tag not in set(old.labels)]
+        task.labels = LabelMap([*old.labels, *task.added], sort=False)
+        task.old_folder = old.folder.resolve()
+        task.old_count = len(old.labels)
+        return task
+
+    def setup(self, train_examples: Sequence[Any], base_model: str | Path) -> None:
+        """Nothing to derive: the tags were fixed by `from_old`."""
+        self._labels()
+
+    def build_model(self, base_model: str | Path) -> tuple[Any, Any]:
+        """On the old folder: its trained head, grown for the added tags. On any other base: a fresh head."""
+        from yulian.tuning.tasks._hf import load_pretrained, model_folder, require_fast
+
+        path = model_folder(base_model)
+        if self.old_folder is None or Path(path).resolve() != self.old_folder:
+            return super().build_model(base_model)
+        transformers = require("transformers", extra="hf", purpose="fine-tuning")
+        labels = self._labels()
+        tokenizer = require_fast(transformers.AutoTokenizer.from_pretrained(path), self.name)
+        model = load_pretrained("AutoModelForTokenClassification", path)
+        count = int(getattr(model.config, "num_labels", 0))
+        if count != self.old_count:
+            raise ValueError(f"{path}: the model has {count} tags but its {TASK_FILE} lists {self.old_count}")
+        extend_head(model, self.old_count, len(labels))
+        model.config.id2label, model.config.label2id = labels.id2label, labels.label2id
         return model, tokenizer
 
 

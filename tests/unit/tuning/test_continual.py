@@ -365,3 +365,31 @@ def test_ewc_recomputes_the_fisher_for_another_method_from_the_buffer(run_a: Pat
     assert learner.penalty is not None and all(
         "lora_" in n or "modules_to_save" in n for n in learner.penalty.state.names
     )
+
+
+def test_retune_a_tagger_keeps_its_tags_scheme_and_head(base: Path, tmp_path: Path) -> None:
+    from transformers import AutoModelForTokenClassification
+
+    from yulian.tuning.continual_labels import RetuneTokenClassificationTask
+
+    def ner() -> Any:
+        return get_task("ner", TaskConfig(max_length=16))
+
+    a = [TokenExample(["john", "lives", "here"], ["B-PER", "O", "O"], line=i) for i in range(16)]
+    ContinualLearner(ner(), config(epochs=1), tmp_path / "a", ContinualConfig()).fit(a, a[:4], base)
+    old = OldModel.probe(tmp_path / "a")
+    assert old is not None and old.task == "ner" and old.labels is not None and "B-PER" in old.labels
+    # the new data tags another entity type, in another scheme (BIOES single-token S-LOC)
+    b = [TokenExample(["paris", "is", "big"], ["S-LOC", "O", "O"], line=i) for i in range(16)]
+    retune = RetuneTokenClassificationTask.from_old(TaskConfig(max_length=16), old, b)
+    assert retune.scheme == "bio" and retune.added == ["B-LOC", "I-LOC"]
+    assert list(retune.labels.labels) == [*old.labels, "B-LOC", "I-LOC"]  # type: ignore[union-attr]
+    assert retune.tags(b[0]) == ["B-LOC", "O", "O"]
+    grown, _ = retune.build_model(tmp_path / "a")
+    trained = AutoModelForTokenClassification.from_pretrained(str(tmp_path / "a"))
+    rows = len(old.labels)
+    assert grown.classifier.weight.shape[0] == rows + 2
+    assert (grown.classifier.weight.detach()[:rows] == trained.classifier.weight.detach()).all()
+    result = ContinualLearner(ner(), config(epochs=1), tmp_path / "b", ContinualConfig()).fit(b, b[:4], tmp_path / "a")
+    assert result.metrics["continual"]["labels"] == {"kept": rows, "added": ["B-LOC", "I-LOC"]}
+    assert Task.from_dir(tmp_path / "b").state()["labels"] == [*old.labels, "B-LOC", "I-LOC"]
