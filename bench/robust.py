@@ -328,7 +328,18 @@ def run_guardrails(results: dict[str, Any]) -> None:
 
 
 def _save(results: dict[str, Any]) -> None:
-    RESULTS.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    """Write the results merged into what is on disk (row by row), so two runs of different parts or data sets
+    at the same time do not drop each other's rows."""
+    if RESULTS.exists():
+        disk = json.loads(RESULTS.read_text(encoding="utf-8"))
+        for key, value in disk.items():
+            if isinstance(value, dict) and isinstance(results.get(key), dict):
+                results[key] = {**value, **results[key]}
+            elif key not in results:
+                results[key] = value
+    tmp = RESULTS.with_suffix(".tmp")
+    tmp.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    tmp.replace(RESULTS)
     TABLE.write_text(_table(results), encoding="utf-8")
 
 
