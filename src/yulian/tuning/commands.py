@@ -174,6 +174,7 @@ def train_command(
     adversarial: str | None = None,
     adv_epsilon: float = 1.0,
     layer_decay: float | None = None,
+    head_lr: float | None = None,
     augment: str | None = None,
     augment_ratio: float = 0.5,
     format: str | None = None,  # the CLI option is --format
@@ -246,6 +247,8 @@ def train_command(
             worst-case nearby input).
         adv_epsilon: the adversarial perturbation's L2 radius per example.
         layer_decay: layer-wise learning-rate decay (e.g. 0.9): lower layers learn more slowly.
+        head_lr: the task head's own learning rate (e.g. 1e-2 for LoRA on multilingual-e5-small, whose small
+            output features need large head weights); default: --lr.
         augment: data augmentation on the fly: eda, synonym, insert, swap, delete, paraphrase (a local model
             rewrites each training text once; cached), mention (NER), joined with + (eda+paraphrase); options
             after a colon (synonym:0.2, paraphrase:n=2). --lang picks English or Chinese word level (auto: from
@@ -329,6 +332,7 @@ def _train(o: dict[str, Any]) -> int:
         adversarial=o.get("adversarial"),
         adv_epsilon=float(o.get("adv_epsilon") or 1.0),
         layer_decay=o.get("layer_decay"),
+        head_lr=o.get("head_lr"),
         augment=_none(o.get("augment")),
         augment_ratio=float(o.get("augment_ratio") or 0.5),
         augment_lang=o.get("lang") or "auto",

@@ -100,22 +100,30 @@ def clip_grad_norm(params: Iterable[Any], max_norm: float) -> float:
     return norm
 
 
-def param_groups(model: Any, weight_decay: float, lr: float, layer_decay: float | None = None) -> list[dict[str, Any]]:
+def param_groups(
+    model: Any, weight_decay: float, lr: float, layer_decay: float | None = None, head_lr: float | None = None
+) -> list[dict[str, Any]]:
     """AdamW parameter groups: no decay on biases and norms; with `layer_decay`, one learning rate per depth
-    (layer i of L: lr x decay^(L - i); embeddings: lr x decay^(L + 1); everything above the layers: lr)."""
+    (layer i of L: lr x decay^(L - i); embeddings: lr x decay^(L + 1); everything above the layers: lr); with
+    `head_lr`, the task head (`classifier`, `qa_outputs`, `score` modules) learns at that rate instead."""
     depth_of = _depths(model) if layer_decay is not None else {}
     top = max(depth_of.values(), default=0)
     groups: dict[tuple[bool, int], dict[str, Any]] = {}
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
-        depth = depth_of.get(name, top + 1)
+        head = head_lr is not None and _HEAD.search(name) is not None
+        depth = -1 if head else depth_of.get(name, top + 1)
         key = (param.ndim >= 2, depth)
         if key not in groups:
-            scale = layer_decay ** (top + 1 - depth) if layer_decay is not None else 1.0
-            groups[key] = {"params": [], "weight_decay": weight_decay if key[0] else 0.0, "lr": lr * scale}
+            scale = layer_decay ** (top + 1 - depth) if layer_decay is not None and not head else 1.0
+            rate = float(head_lr) if head and head_lr is not None else lr * scale
+            groups[key] = {"params": [], "weight_decay": weight_decay if key[0] else 0.0, "lr": rate}
         groups[key]["params"].append(param)
     return list(groups.values())
+
+
+_HEAD = re.compile(r"(?:^|\.)(?:classifier|qa_outputs|score)\.")
 
 
 _LAYER = re.compile(r"\.(?:layer|layers|h|block|blocks)\.(\d+)\.")

@@ -93,6 +93,8 @@ class TrainConfig:
             with `adv_epsilon` (L2 radius per example), `adv_alpha` and `adv_steps` (PGD); None: off.
         layer_decay: layer-wise learning-rate decay: layer i of L gets lr x layer_decay^(L - i), the embeddings
             lr x layer_decay^(L + 1), the head the full lr (e.g. 0.9); None: one learning rate.
+        head_lr: the task head's own learning rate (e.g. 1e-2 with LoRA on an encoder whose output features are
+            small, such as multilingual-e5-small: its head needs large weights); None: the same as `lr`.
         artifacts: write checkpoints, metrics.json, report.md and curves (False: train in memory only, as a
             federated client does every round; implies no checkpoints to resume from).
         augment: data augmentation spec ("eda", "synonym", "swap", "delete", "paraphrase", "eda+paraphrase",
@@ -132,6 +134,7 @@ class TrainConfig:
     adv_alpha: float = 0.3
     adv_steps: int = 3
     layer_decay: float | None = None
+    head_lr: float | None = None
     artifacts: bool = True
     augment: str | None = None
     augment_ratio: float = 0.5
@@ -164,6 +167,8 @@ class TrainConfig:
                 f"TrainConfig.adv_epsilon and adv_alpha must be > 0, got {self.adv_epsilon}, {self.adv_alpha}"
             )
         check_augment(self.augment, self.augment_ratio, self.augment_lang)
+        if self.head_lr is not None and not self.head_lr > 0:
+            raise ValueError(f"TrainConfig.head_lr must be > 0 or None, got {self.head_lr!r}")
         if self.layer_decay is not None and not 0 < self.layer_decay <= 1:
             raise ValueError(f"TrainConfig.layer_decay must be in (0, 1] or None, got {self.layer_decay!r}")
         choice("optimizer", _OPTIMIZERS)
@@ -352,7 +357,7 @@ class Trainer:
     def _optimizer(self, torch: Any, model: Any) -> Any:
         cfg = self.config
         lr = float(cfg.lr) if cfg.lr is not None else get_method(cfg.method).default_lr
-        groups = param_groups(model, cfg.weight_decay, lr, cfg.layer_decay)
+        groups = param_groups(model, cfg.weight_decay, lr, cfg.layer_decay, cfg.head_lr)
         if cfg.optimizer == "sgd":
             return torch.optim.SGD(groups, lr=lr, momentum=0.9)
         if self._lazy_embedding is not None:

@@ -67,6 +67,20 @@ def test_layer_decay_gives_lower_layers_smaller_learning_rates(tmp_path: Path) -
     assert lr_of[id(named["bert.embeddings.word_embeddings.weight"])] == 0.125
     flat = {id(p): g["lr"] for g in param_groups(model, 0.01, 1.0) for p in g["params"]}
     assert set(flat.values()) == {1.0} and len(flat) == len(named)
+    # a head learning rate: the classifier only (also under a PEFT wrapper's names), with or without layer decay
+    head = {id(p): g["lr"] for g in param_groups(model, 0.01, 1.0, 0.5, head_lr=7.0) for p in g["params"]}
+    assert head[id(named["classifier.weight"])] == head[id(named["classifier.bias"])] == 7.0
+    assert head[id(named["bert.pooler.dense.weight"])] == 1.0
+    assert head[id(named["bert.encoder.layer.1.output.dense.weight"])] == 0.5
+    from peft import LoraConfig, get_peft_model
+
+    wrapped = get_peft_model(model, LoraConfig(task_type="SEQ_CLS", target_modules=["query", "value"]))
+    groups = param_groups(wrapped, 0.01, 1.0, head_lr=7.0)
+    rates = {n: g["lr"] for g in groups for n, p in wrapped.named_parameters() if any(p is q for q in g["params"])}
+    assert {r for n, r in rates.items() if "classifier" in n} == {7.0}
+    assert {r for n, r in rates.items() if "lora_" in n} == {1.0}
+    with pytest.raises(ValueError, match="head_lr must be > 0"):
+        TrainConfig(head_lr=0.0)
 
 
 @pytest.mark.parametrize("adversarial", ["fgm", "pgd"])
