@@ -333,8 +333,9 @@ def _save(results: dict[str, Any]) -> None:
     if RESULTS.exists():
         disk = json.loads(RESULTS.read_text(encoding="utf-8"))
         for key, value in disk.items():
-            if isinstance(value, dict) and isinstance(results.get(key), dict):
-                results[key] = {**value, **results[key]}
+            if isinstance(value, dict) and isinstance(results.get(key), dict):  # in place: callers hold the dicts
+                for row, got in value.items():
+                    results[key].setdefault(row, got)
             elif key not in results:
                 results[key] = value
     tmp = RESULTS.with_suffix(".tmp")
