@@ -355,6 +355,11 @@ def _train(o: dict[str, Any]) -> int:
         o["model"] = _auto_model(o["task"], train_examples, o["lang"])
         if o["progress"]:
             print(f"model: {o['model']} (--model auto, --lang {o['lang']})", file=sys.stderr)
+    hint = default_head_lr(str(o["model"]), o["task"], method) if o.get("head_lr") is None else None
+    if hint is not None:
+        train_config = replace(train_config, head_lr=hint)
+        if o["progress"]:
+            print(f"head lr {hint:g} ({o['model']} with {method} on {o['task']}; --head-lr to change)", file=sys.stderr)
     if o["progress"]:
         print(f"{len(train_examples):,} training and {len(dev_examples):,} dev examples", file=sys.stderr)
     continual_flags = ("replay", "replay_ratio", "replay_count", "ewc", "save_fisher", "old_eval")
@@ -401,6 +406,20 @@ def _train(o: dict[str, Any]) -> int:
         summary["old_task"] = {when: _rounded(metrics or {}) for when, metrics in old_task.items()}
     print(_json.dumps(summary, ensure_ascii=False))
     return 0
+
+
+_SMALL_FEATURES = ("multilingual-e5-small",)
+"""Encoders whose output features are small (std ~0.14 per dimension for e5-small): a token head on them needs
+large weights, which adapter methods' learning rates do not reach (CLUENER LoRA stayed at F1 0; bench/chinese.py)."""
+
+
+def default_head_lr(model: str, task: str, method: str) -> float | None:
+    """The head learning rate `yulian train` uses when --head-lr is not given: 1e-2 for NER with an adapter method
+    (lora, adalora, ia3, prefix, adapter) on an encoder with small output features; else None (the same as --lr)."""
+    if task != "ner" or method in ("full", "freeze"):
+        return None
+    name = Path(model).name if Path(model).exists() else model
+    return 1e-2 if any(n in name for n in _SMALL_FEATURES) else None
 
 
 def _auto_model(task: str, examples: Sequence[Any], lang: str) -> str:
