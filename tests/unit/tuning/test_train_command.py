@@ -126,12 +126,12 @@ def test_model_auto_picks_by_task_and_language() -> None:
         _auto_model("classification", en, "fr")
 
 
-def test_default_head_lr_only_for_adapter_ner_on_small_feature_encoders(tmp_path: Path) -> None:
+def test_default_head_lr_only_for_ner_on_small_feature_encoders(tmp_path: Path) -> None:
     from yulian.tuning.commands import default_head_lr
 
     assert default_head_lr("multilingual-e5-small", "ner", "lora") == 1e-2
     assert default_head_lr("multilingual-e5-small", "ner", "adalora") == 1e-2
-    assert default_head_lr("multilingual-e5-small", "ner", "full") is None
+    assert default_head_lr("multilingual-e5-small", "ner", "full") == 1e-2
     assert default_head_lr("multilingual-e5-small", "classification", "lora") is None
     assert default_head_lr("minilm-l6", "ner", "lora") is None
     folder = tmp_path / "multilingual-e5-small"
