@@ -137,26 +137,41 @@ def extend_head(model: Any, old_rows: int, new_rows: int, *, std: float | None =
     return model
 
 
-def _set_labels(model: Any, labels: LabelMap, multi_label: bool) -> None:
-    config = model.config
-    config.id2label = labels.id2label
-    config.label2id = labels.label2id
-    config.problem_type = "multi_label_classification" if multi_label else "single_label_classification"
+class _Retune:
+    """What the re-tuning tasks share: the old folder, its label count, the added labels, and the old model loaded
+    with its head grown for them."""
+
+    name: str
+
+    def __init__(self, config: Any = None) -> None:
+        super().__init__(config)  # type: ignore[call-arg]
+        self.old_folder: Path | None = None
+        self.old_count = 0
+        self.added: list[str] = []
+
+    def _on_old(self, path: str | Path) -> bool:
+        return self.old_folder is not None and Path(path).resolve() == self.old_folder
+
+    def _grown(self, auto_class: str, path: str, labels: LabelMap) -> Any:
+        """The old model with its trained head, grown from `old_count` to `len(labels)` rows, labels set."""
+        from yulian.tuning.tasks._hf import load_pretrained
+
+        model = load_pretrained(auto_class, path)
+        count = int(getattr(model.config, "num_labels", 0))
+        if count != self.old_count:
+            raise ValueError(f"{path}: the model has {count} labels but its {TASK_FILE} lists {self.old_count}")
+        extend_head(model, self.old_count, len(labels))
+        model.config.id2label, model.config.label2id = labels.id2label, labels.label2id
+        return model
 
 
-class RetuneClassificationTask(ClassificationTask):
+class RetuneClassificationTask(_Retune, ClassificationTask):
     """Classification that re-tunes a fine-tuned model: its labels are the old ones then the added ones, and
     `build_model` on the old folder loads the trained head and grows it for the added labels.
 
     Saved as a plain "classification" task (the extended label set), so predictors and `yulian eval` need nothing
     new. Build it with `RetuneClassificationTask.from_old(config, old, examples)`.
     """
-
-    def __init__(self, config: Any = None) -> None:
-        super().__init__(config)
-        self.old_folder: Path | None = None
-        self.old_count = 0
-        self.added: list[str] = []
 
     @classmethod
     def from_old(cls, config: Any, old: OldModel, examples: Sequence[Any]) -> RetuneClassificationTask:
@@ -202,36 +217,27 @@ class RetuneClassificationTask(ClassificationTask):
 
     def build_model(self, base_model: str | Path) -> tuple[Any, Any]:
         """On the old folder: its trained head, grown for the added labels. On any other base: a fresh head."""
-        from yulian.tuning.tasks._hf import load_pretrained, model_folder
+        from yulian.tuning.tasks._hf import model_folder
 
         path = model_folder(base_model)
-        if self.old_folder is None or Path(path).resolve() != self.old_folder:
+        if not self._on_old(path):
             return super().build_model(base_model)
         transformers = require("transformers", extra="hf", purpose="fine-tuning")
         labels = self._labels()
         tokenizer = transformers.AutoTokenizer.from_pretrained(path)
-        model = load_pretrained("AutoModelForSequenceClassification", path)
-        count = int(getattr(model.config, "num_labels", 0))
-        if count != self.old_count:
-            raise ValueError(f"{path}: the model has {count} labels but its {TASK_FILE} lists {self.old_count}")
-        extend_head(model, self.old_count, len(labels))
-        _set_labels(model, labels, self.multi_label)
+        model = self._grown("AutoModelForSequenceClassification", path, labels)
+        kind = "multi_label_classification" if self.multi_label else "single_label_classification"
+        model.config.problem_type = kind
         if model.config.pad_token_id is None:
             model.config.pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         return model, tokenizer
 
 
-class RetuneTokenClassificationTask(TokenClassificationTask):
+class RetuneTokenClassificationTask(_Retune, TokenClassificationTask):
     """NER that re-tunes a fine-tuned tagger: the old tags keep their ids (and the old tag scheme: new data in
     another scheme is converted), tags of entity types only the new data has are added after them, and
     `build_model` on the old folder loads the trained head and grows it. (The plain task would put a fresh head
     on the old encoder whenever the tag count differs, and mix up tag ids whenever the sets differ.)"""
-
-    def __init__(self, config: Any = None) -> None:
-        super().__init__(config)
-        self.old_folder: Path | None = None
-        self.old_count = 0
-        self.added: list[str] = []
 
     @classmethod
     def from_old(cls, config: Any, old: OldModel, examples: Sequence[Any]) -> RetuneTokenClassificationTask:
@@ -254,21 +260,14 @@ class RetuneTokenClassificationTask(TokenClassificationTask):
 
     def build_model(self, base_model: str | Path) -> tuple[Any, Any]:
         """On the old folder: its trained head, grown for the added tags. On any other base: a fresh head."""
-        from yulian.tuning.tasks._hf import load_pretrained, model_folder, require_fast
+        from yulian.tuning.tasks._hf import model_folder, require_fast
 
         path = model_folder(base_model)
-        if self.old_folder is None or Path(path).resolve() != self.old_folder:
+        if not self._on_old(path):
             return super().build_model(base_model)
         transformers = require("transformers", extra="hf", purpose="fine-tuning")
-        labels = self._labels()
         tokenizer = require_fast(transformers.AutoTokenizer.from_pretrained(path), self.name)
-        model = load_pretrained("AutoModelForTokenClassification", path)
-        count = int(getattr(model.config, "num_labels", 0))
-        if count != self.old_count:
-            raise ValueError(f"{path}: the model has {count} tags but its {TASK_FILE} lists {self.old_count}")
-        extend_head(model, self.old_count, len(labels))
-        model.config.id2label, model.config.label2id = labels.id2label, labels.label2id
-        return model, tokenizer
+        return self._grown("AutoModelForTokenClassification", path, self._labels()), tokenizer
 
 
 def _extend_rows(torch: Any, tensor: Any, rows: int, std: float, generator: Any) -> Any:
