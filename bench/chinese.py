@@ -313,7 +313,7 @@ def _table(results: dict[str, dict[str, object]]) -> str:
         "samples/s were measured on a machine shared with other jobs, so they are not speed figures), "
         "full fine-tuning at the given learning rate or LoRA with its defaults (r 8, alpha 16, query+value, "
         "lr 3e-3). NER heads learn at --head-lr 1e-2 (yulian train's default for NER on this encoder: its output "
-        "features are small; see the notes) in the LoRA rows and Weibo full; the Resume, MSRA and CLUENER full rows "
+        "features are small; see the notes) in the LoRA rows, Weibo and CLUENER full; the Resume and MSRA full rows "
         "were measured before that (see their commands). Chinese NER is tagged character by character (one token "
         'per character). "after" is the dev '
         "metric of the best checkpoint. Rebuild: `HF_HUB_OFFLINE=1 .venv/bin/python bench/chinese.py` "
