@@ -5,8 +5,10 @@ Standard library only: benchmark workers import it inside the anchors' own venvs
 
 from __future__ import annotations
 
+import math
 import os
 import platform
+import statistics
 import subprocess
 import time
 from collections.abc import Callable
@@ -15,7 +17,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 
-__all__ = ["Child", "calibrate", "fmt_rate", "fmt_us", "git_state", "machine_info", "ratio", "timed"]
+__all__ = ["Child", "calibrate", "ci95", "fmt_rate", "fmt_us", "git_state", "machine_info", "ratio", "timed"]
 
 
 def machine_info() -> dict[str, Any]:
@@ -152,3 +154,15 @@ class Child:
         self.log.close()
         if self.proc.returncode == 0:
             self.log_path.unlink(missing_ok=True)
+
+
+T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 9: 2.262}
+"""Two-sided 95% t quantiles by degrees of freedom (1.96 beyond the table)."""
+
+
+def ci95(values: list[float]) -> tuple[float, float]:
+    """(mean, half-width of its 95% confidence interval, t distribution); nan half-width for one value."""
+    mean = statistics.fmean(values)
+    if len(values) < 2:
+        return mean, float("nan")
+    return mean, T95.get(len(values) - 1, 1.96) * statistics.stdev(values) / math.sqrt(len(values))

@@ -39,12 +39,11 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
-from _common import git_state, machine_info  # noqa: E402
+from _common import ci95, git_state, machine_info  # noqa: E402
 
 DATA = Path(os.environ.get("YULIAN_DATASETS") or ROOT.parent / "shared" / "datasets")
 RESULTS = ROOT / "bench" / "results" / "continual.json"
 TABLE = ROOT / "bench" / "BENCHMARKS.continual.md"
-T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 9: 2.262}
 AFTER_A = "after A (before B)"
 
 VARIANTS: dict[str, dict[str, Any]] = {
@@ -130,13 +129,6 @@ PAIRS: dict[str, Pair] = {
         note="A = 38 Banking77 intents, B = the other 39 (class-incremental; dev: 10% of train.csv, by half)",
     ),
 }
-
-
-def _ci(values: list[float]) -> tuple[float, float]:
-    mean = statistics.fmean(values)
-    if len(values) < 2:
-        return mean, float("nan")
-    return mean, T95.get(len(values) - 1, 1.96) * statistics.stdev(values) / math.sqrt(len(values))
 
 
 def _task() -> Any:
@@ -260,7 +252,7 @@ def _save(results: dict[str, Any]) -> None:
 def _cell(values: list[float]) -> str:
     if not values:
         return ""
-    mean, half = _ci(values)
+    mean, half = ci95(values)
     return f"{mean:.4f} ± {half:.4f}" if not math.isnan(half) else f"{mean:.4f}"
 
 
@@ -270,7 +262,7 @@ def _delta(rows: dict[str, Any], prefix: str, name: str, field: str) -> str:
     paired = [mine[s] - plain[s] for s in mine if s in plain and mine[s] is not None and plain[s] is not None]
     if not paired or name == "plain sequential":
         return ""
-    d, half = _ci(paired)
+    d, half = ci95(paired)
     if math.isnan(half):
         return f"{d:+.4f}"
     mark = " (better)" if d - half > 0 else " (worse)" if d + half < 0 else ""

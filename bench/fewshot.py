@@ -42,12 +42,11 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
-from _common import git_state, machine_info  # noqa: E402
+from _common import ci95, git_state, machine_info  # noqa: E402
 
 DATA = Path(os.environ.get("YULIAN_DATASETS", ROOT.parent / "shared" / "datasets"))
 RESULTS = ROOT / "bench" / "results" / "fewshot.json"
 TABLE = ROOT / "bench" / "BENCHMARKS.fewshot.md"
-T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 9: 2.262}
 
 TEMPLATE = "Review: {text}\nSentiment: {label}"
 VERBALIZER = {"0": "negative", "1": "positive"}
@@ -99,13 +98,6 @@ def _stratified(examples: list[Any], size: int, seed: int) -> list[Any]:
 def _draw(train: list[Any], k: int, seed: int) -> list[Any]:
     """k examples of every label: the draw of (k, seed), shared by every method."""
     return _stratified(train, k * len({ex.label for ex in train}), 1000 + 97 * k + seed)
-
-
-def _ci(values: list[float]) -> tuple[float, float]:
-    mean = statistics.fmean(values)
-    if len(values) < 2:
-        return mean, float("nan")
-    return mean, T95.get(len(values) - 1, 1.96) * statistics.stdev(values) / math.sqrt(len(values))
 
 
 # ============================================================================================ methods
@@ -364,14 +356,14 @@ def _table(results: dict[str, Any]) -> str:
             runs = {int(k.split("|")[2]): v for k, v in rows.items() if k.startswith(f"{method}|{size}|")}
             if not runs:
                 continue
-            acc, half = _ci([r["accuracy"] for r in runs.values()])
-            f1, _ = _ci([r["macro_f1"] for r in runs.values()])
+            acc, half = ci95([r["accuracy"] for r in runs.values()])
+            f1, _ = ci95([r["macro_f1"] for r in runs.values()])
             base_name = BASELINES.get(method, "finetune")
             base = {int(k.split("|")[2]): v for k, v in rows.items() if k.startswith(f"{base_name}|{size}|")}
             paired = [runs[s]["accuracy"] - base[s]["accuracy"] for s in runs if s in base]
             delta = verdict = ""
             if method != base_name and paired:
-                d, dh = _ci(paired)
+                d, dh = ci95(paired)
                 delta = f"{d:+.4f} ± {dh:.4f}" if not math.isnan(dh) else f"{d:+.4f}"
                 if math.isnan(dh):
                     verdict = "one seed: no interval"

@@ -41,12 +41,11 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
-from _common import git_state, machine_info  # noqa: E402
+from _common import ci95, git_state, machine_info  # noqa: E402
 
 DATA = Path(os.environ.get("YULIAN_DATASETS", ROOT.parent / "shared" / "datasets"))
 RESULTS = ROOT / "bench" / "results" / "robust.json"
 TABLE = ROOT / "bench" / "BENCHMARKS.robust.md"
-T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 9: 2.262}
 
 OPTIONS: dict[str, dict[str, Any]] = {
     "baseline": {},
@@ -151,13 +150,6 @@ def _train(
         return float(built.metrics["accuracy"])
     result = Trainer(make(), config, out).fit(train, dev, str(base))
     return float(result.metrics["after"]["accuracy"])
-
-
-def _ci(values: list[float]) -> tuple[float, float]:
-    mean = statistics.fmean(values)
-    if len(values) < 2:
-        return mean, float("nan")
-    return mean, T95.get(len(values) - 1, 1.96) * statistics.stdev(values) / math.sqrt(len(values))
 
 
 def _selected(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
@@ -355,13 +347,13 @@ def _option_rows(rows: dict[str, Any]) -> list[str]:
             accs = {int(k.split("|")[2]): v["accuracy"] for k, v in rows.items() if k.startswith(f"{name}|{size}|")}
             if not accs:
                 continue
-            mean, half = _ci(list(accs.values()))
+            mean, half = ci95(list(accs.values()))
             base = {int(k.split("|")[2]): v["accuracy"] for k, v in rows.items() if k.startswith(f"baseline|{size}|")}
             paired = [accs[s] - base[s] for s in accs if s in base]
             if name == "baseline" or not paired:
                 delta, verdict = "", ""
             else:
-                d, dh = _ci(paired)
+                d, dh = ci95(paired)
                 delta = f"{d:+.4f} ± {dh:.4f}" if not math.isnan(dh) else f"{d:+.4f}"
                 if math.isnan(dh):
                     verdict = "one seed: no interval yet"
