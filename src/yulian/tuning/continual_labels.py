@@ -199,13 +199,7 @@ class RetuneClassificationTask(_Retune, ClassificationTask):
         task.old_folder = old.folder.resolve()
         task.old_count = len(old.labels)
         task.added = added
-        if task.config.class_weights == "balanced":
-            counts = [0] * len(labels)
-            for example in examples:
-                for i in task.label_map.encode(example.targets):
-                    counts[i] += 1
-            total = sum(counts)
-            task.class_weights = [total / (len(counts) * c) if c else 0.0 for c in counts]
+        task._set_class_weights(examples)
         return task
 
     def setup(self, train_examples: Sequence[Any], base_model: str | Path) -> None:

@@ -111,11 +111,15 @@ class ClassificationTask(Task):
         self.multi_label = multi
         if len(found) < 2 and not multi:
             raise DataError(f"classification needs at least 2 labels, the training data has only {list(found)}")
+        self._set_class_weights(train_examples)
+
+    def _set_class_weights(self, train_examples: Sequence[Any]) -> None:
+        """With `class_weights="balanced"`, weight each label by total / (labels x its count) (0 when absent)."""
         self.class_weights = None
         if self.config.class_weights == "balanced":
-            counts = [0] * len(found)
+            counts = [0] * len(self._labels())
             for example in train_examples:
-                for i in self.label_map.encode(example.targets):
+                for i in self._labels().encode(example.targets):
                     counts[i] += 1
             total = sum(counts)
             self.class_weights = [total / (len(counts) * c) if c else 0.0 for c in counts]
