@@ -22,6 +22,7 @@ from fastapi import FastAPI, Request
 
 from yulian.serving.app import ServerState
 from yulian.serving.errors import APIError
+from yulian.serving.fastjson import dumps
 from yulian.serving.limits import estimate_tokens
 from yulian.serving.schemas import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
 
@@ -43,8 +44,7 @@ def json_response(data: Any, status: int = 200) -> Any:
     """A JSON response, serialised once (no FastAPI re-encoding)."""
     from fastapi import Response
 
-    body = json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
-    return Response(body, status_code=status, media_type="application/json")
+    return Response(dumps(data), status_code=status, media_type="application/json")
 
 
 def sse_response(events: AsyncIterator[bytes]) -> Any:
@@ -56,7 +56,7 @@ def sse_response(events: AsyncIterator[bytes]) -> Any:
 
 def sse(data: Any) -> bytes:
     """One server-sent event frame."""
-    return b"data: " + json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode() + b"\n\n"
+    return b"data: " + dumps(data) + b"\n\n"
 
 
 def _info(request: Any) -> dict[str, Any]:
@@ -410,11 +410,17 @@ def _model_card(name: str, created: int, task: str) -> dict[str, Any]:
     return {"id": name, "object": "model", "created": created, "owned_by": "yulian", "task": task}
 
 
-def _floats(vector: Any) -> list[float]:
+def _floats(vector: Any) -> Any:
+    """A float32 array as it is (`dumps` writes it exactly and shortest), anything else as a list of floats."""
+    if getattr(vector, "dtype", None) is not None and getattr(vector, "ndim", 0) == 1:
+        return vector
     return [float(x) for x in vector]
 
 
 def _base64(vector: Any) -> str:
+    """Little-endian float32 bytes in base64, as the `openai` client decodes them."""
+    if getattr(vector, "dtype", None) is not None:
+        return base64.b64encode(vector.astype("<f4", copy=False).tobytes()).decode()
     import array
 
     values = array.array("f", (float(x) for x in vector))

@@ -3,6 +3,7 @@ the same path fine-tuned (`yulian train`) and compressed artefacts take."""
 
 from __future__ import annotations
 
+import base64
 import time
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 import pytest
 from serving_helpers import AUTH, KEY
 
+np = pytest.importorskip("numpy")
 pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
@@ -95,5 +97,12 @@ def test_folders_served_by_path(tmp_path: Path) -> None:
             assert len(vectors) == 3 and len(vectors[0]) == 16
             for got, want in zip(vectors, state.models["enc"].obj.embed(texts), strict=True):
                 assert got == pytest.approx(want, abs=1e-5)
+            exact = state.models["enc"].obj.embed_numpy(texts)  # float32 text that reads back to the same float32
+            assert (np.array(vectors, dtype=np.float32) == exact).all()
+            r = c.post(
+                "/v1/embeddings", headers=AUTH, json={"model": "enc", "input": texts, "encoding_format": "base64"}
+            )
+            decoded = [np.frombuffer(base64.b64decode(d["embedding"]), dtype="<f4") for d in r.json()["data"]]
+            assert (np.stack(decoded) == exact).all()
     finally:
         torch.set_num_threads(threads)
