@@ -19,9 +19,12 @@ then), and drained on shutdown.
 from __future__ import annotations
 
 import asyncio
+import gc
 import importlib
 import logging
+import os
 import secrets
+import sys
 import time
 import traceback
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -118,6 +121,48 @@ def _batch_fn(obj: Any, task: str) -> Callable[[list[Any]], list[Any]]:
     return call
 
 
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _auto_parallel(obj: Any, task: str) -> int:
+    """`parallel: 0`: two batches in flight for a local transformers encoder on a multi-core CPU, else one."""
+    from yulian.models.hf_encoder import HFEncoder
+
+    if task == "chat" or not isinstance(obj, HFEncoder) or _cores() < 2:
+        return 1
+    device = str(getattr(obj.options, "device", "cpu"))
+    if device.startswith(("cuda", "mps")):
+        return 1
+    if device == "auto":
+        torch = require("torch", extra="hf")
+        if torch.cuda.is_available():
+            return 1
+    return 2
+
+
+def _batch_threads(threads: int, parallel: int) -> int:
+    """torch threads per batch call: as configured, or the cores shared out between parallel batches (0: as is)."""
+    if threads or parallel == 1:
+        return threads
+    return max(1, _cores() // parallel)
+
+
+def _with_threads(fn: Callable[[list[Any]], Any], threads: int) -> Callable[[list[Any]], Any]:
+    """`fn` with torch's intra-op threads set for the calling (batch) thread: OpenMP keeps the count per thread,
+    so two batch threads with one torch thread each compute two batches side by side."""
+    if not threads:
+        return fn
+
+    def call(items: list[Any]) -> Any:
+        torch = sys.modules.get("torch")
+        if torch is not None and torch.get_num_threads() != threads:
+            torch.set_num_threads(threads)
+        return fn(items)
+
+    return call
+
+
 def _import(path: str) -> Any:
     module, _, attr = path.partition(":")
     try:
@@ -176,13 +221,16 @@ def build_model(entry: ModelConfig, adapters: AdapterPool | None = None) -> Serv
     served = ServedModel(entry.name, task, obj, entry)
     batchable = task != "chat" or type(obj).batch is not _runnable_batch()
     if batchable:
+        fn = _batch_fn(obj, task) if task != "chat" else _chat_batch_fn(obj)
+        parallel = entry.batch.parallel or _auto_parallel(obj, task)
         served.batcher = MicroBatcher(
             entry.name,
-            _batch_fn(obj, task) if task != "chat" else _chat_batch_fn(obj),
+            _with_threads(fn, _batch_threads(entry.batch.threads, parallel)),
             max_batch=entry.batch.max_batch,
             max_wait_ms=entry.batch.max_wait_ms,
             max_queue=entry.batch.max_queue,
             inline=not getattr(obj, "blocking", True),
+            parallel=parallel,
         )
     return served
 
@@ -214,8 +262,9 @@ def _chat_batch_fn(model: Any) -> Callable[[list[Any]], list[Any]]:
 class ServerState:
     """What the routes share: config, keys, limits, metrics, audit log, models and chains, readiness."""
 
-    def __init__(self, config: ServeConfig) -> None:
+    def __init__(self, config: ServeConfig, *, freeze_gc: bool = False) -> None:
         self.config = config
+        self.freeze_gc = freeze_gc
         self.keys = KeyStore(config.keys)
         self.limiter = Limiter(config.limits)
         self.metrics = Metrics()
@@ -291,6 +340,9 @@ class ServerState:
                 served.error = f"{type(e).__name__}"
                 self.loading_errors[served.name] = mask(str(e))
                 log.error("model %s failed to load: %s: %s", served.name, type(e).__name__, mask(str(e)))
+        if self.freeze_gc:  # a full collection walked every object of the loaded models: ~250 ms stalls
+            gc.collect()
+            gc.freeze()
         self.ready = not self.loading_errors
         self.metrics.ready.set(1 if self.ready else 0)
 
@@ -466,9 +518,12 @@ async def _send_error(send: Send, error: APIError) -> None:
 
 
 # ============================================================================================ the app
-def create_app(config: ServeConfig | str | Path) -> Any:
+def create_app(config: ServeConfig | str | Path, *, freeze_gc: bool = False) -> Any:
     """The FastAPI app serving `config` (a `ServeConfig` or a YAML file's path). Models are built now (cheaply),
-    warmed up when the app starts, and drained when it stops."""
+    warmed up when the app starts, and drained when it stops. `freeze_gc` (what `yulian serve` does): once the
+    models are loaded, move every object there is out of the garbage collector's sight (`gc.freeze`), so full
+    collections stop walking the models' objects (they stalled every in-flight request ~250 ms at 500 req/s);
+    leave it off where the process also does other work (tests, notebooks)."""
     fastapi = require("fastapi", extra="serve", purpose="yulian serve")
     from fastapi.exceptions import RequestValidationError
     from starlette.exceptions import HTTPException
@@ -477,7 +532,7 @@ def create_app(config: ServeConfig | str | Path) -> Any:
     from yulian.serving.routes_tasks import add_task_routes
 
     cfg = config if isinstance(config, ServeConfig) else load_config(config)
-    state = ServerState(cfg)
+    state = ServerState(cfg, freeze_gc=freeze_gc)
     if audit_masker() is None:  # free text the server logs (error messages) goes through PII masking
         from yulian.privacy import mask_text
 

@@ -1,12 +1,13 @@
 """Dynamic micro-batching: requests that arrive together share one call of the model.
 
-A `MicroBatcher` owns a queue and one worker task per model. The worker takes the first waiting item, waits at
+A `MicroBatcher` owns a queue and one worker task per model. The worker takes the first waiting item, waits
 for more while they keep coming (each arrival gives `max_wait_ms` more, up to 8x `max_wait_ms` in all; a full
 `max_batch` goes at once; no wait at all when the previous batch was a single item: at low load a lone request
 should not pay it), and runs `fn(items)` in the model's own
-thread, one batch at a time (a CPU model gains nothing from overlapping forward passes; the next batch gathers
-meanwhile). Items carry a group key (e.g. the generation options of a chat request): only items of one group share
-a call. When a batch fails, its items are retried one by one, so a bad input fails only its own request.
+thread, one batch at a time by default (the next batch gathers meanwhile); `parallel=N` keeps up to N batches in
+flight in N threads (waiting items shared out between free threads), for models whose one call leaves cores
+idle. Items carry a group key (e.g. the generation options of a chat request): only items of one group share a
+call. When a batch fails, its items are retried one by one, so a bad input fails only its own request.
 
     batcher = MicroBatcher("minilm", embedder.embed, max_batch=32, max_wait_ms=5)
     vectors = await batcher.submit_many(["a", "b"])          # from request handlers, on the event loop
@@ -69,6 +70,8 @@ class MicroBatcher(Generic[In, Out]):
         max_queue: the most items waiting; beyond it `submit` raises `OverloadedError`.
         on_batch: called with the size of each batch and the queue depth left (metrics).
         inline: call `fn` on the event loop instead of the model's thread (for non-blocking models only).
+        parallel: batches in flight at once, each in its own thread (1: one at a time). Worth it when one call
+            cannot keep the cores busy (a small model's Python dispatch runs on one core between its kernels).
     """
 
     def __init__(
@@ -81,7 +84,10 @@ class MicroBatcher(Generic[In, Out]):
         max_queue: int = 4096,
         on_batch: Callable[[int, int], None] | None = None,
         inline: bool = False,
+        parallel: int = 1,
     ) -> None:
+        if parallel < 1:
+            raise ValueError(f"parallel must be >= 1, got {parallel}")
         self.name = name
         self.fn = fn
         self.max_batch = max_batch
@@ -89,14 +95,15 @@ class MicroBatcher(Generic[In, Out]):
         self.max_queue = max_queue
         self.on_batch = on_batch
         self.inline = inline
+        self.parallel = parallel
         self.stats = BatchStats()
         self._queue: deque[_Item] = deque()
         self._wakeup: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix=f"yulian-batch-{name}")
+        self._executor = self._new_executor()
         self._closing = False
-        self._busy = False
+        self._running: set[asyncio.Task[None]] = set()
         self._last_size = 0  # a lone request after a lone request does not wait for company
 
     # ----------------------------------------------------------------------------------------- submitting
@@ -108,7 +115,10 @@ class MicroBatcher(Generic[In, Out]):
     @property
     def busy(self) -> bool:
         """Whether a batch is running now or items wait."""
-        return self._busy or bool(self._queue)
+        return bool(self._running) or bool(self._queue)
+
+    def _new_executor(self) -> concurrent.futures.ThreadPoolExecutor:
+        return concurrent.futures.ThreadPoolExecutor(self.parallel, thread_name_prefix=f"yulian-batch-{self.name}")
 
     async def submit(self, value: In, group: Hashable = None) -> Out:
         """The result of `fn` for `value`, computed in a batch with other items of the same `group`."""
@@ -145,39 +155,46 @@ class MicroBatcher(Generic[In, Out]):
         assert self._wakeup is not None
         loop = asyncio.get_running_loop()
         while True:
+            if len(self._running) >= self.parallel:  # every slot busy: the queue grows meanwhile
+                await asyncio.wait(self._running, return_when=asyncio.FIRST_COMPLETED)
+                continue
             if not self._queue:
                 if self._closing:
+                    if self._running:
+                        await asyncio.wait(self._running)
                     return
                 self._wakeup.clear()
                 await self._wakeup.wait()
                 continue
             first = self._queue[0]
-            if len(self._queue) < self.max_batch and self.max_wait > 0 and self._last_size > 1:
+            free = self.parallel - len(self._running)
+            # with several slots free, the waiting items are shared out: two half batches in two threads beat one
+            # full batch and an idle thread
+            size = self.max_batch if free <= 1 else min(self.max_batch, -(-len(self._queue) // free))
+            if len(self._queue) < size and self.max_wait > 0 and self._last_size > 1:
                 # gather while items keep coming: each arrival extends the wait by max_wait (a quiet gap of
                 # max_wait ends it), up to MAX_WAIT_FACTOR x max_wait in all; a full batch goes at once
                 start = time.monotonic()
                 deadline = start + self.max_wait
-                while len(self._queue) < self.max_batch and (left := deadline - time.monotonic()) > 0:
+                while len(self._queue) < size and (left := deadline - time.monotonic()) > 0:
                     self._wakeup.clear()
                     try:
                         await asyncio.wait_for(self._wakeup.wait(), left)
                     except TimeoutError:
                         break
                     deadline = min(time.monotonic() + self.max_wait, start + MAX_WAIT_FACTOR * self.max_wait)
-            batch = self._take(first.group)
+            batch = self._take(first.group, size)
             if not batch:
                 continue
-            self._busy = True
-            try:
-                await self._execute(loop, batch)
-            finally:
-                self._busy = False
+            task = loop.create_task(self._execute(loop, batch))
+            self._running.add(task)
+            task.add_done_callback(self._running.discard)
 
-    def _take(self, group: Hashable) -> list[_Item]:
-        """Up to `max_batch` live items of `group`, in arrival order; other groups keep their places."""
+    def _take(self, group: Hashable, size: int) -> list[_Item]:
+        """Up to `size` live items of `group`, in arrival order; other groups keep their places."""
         batch: list[_Item] = []
         rest: deque[_Item] = deque()
-        while self._queue and len(batch) < self.max_batch:
+        while self._queue and len(batch) < size:
             item = self._queue.popleft()
             if item.future.cancelled():
                 continue
@@ -225,7 +242,7 @@ class MicroBatcher(Generic[In, Out]):
         """Take items again after `drain` (an app started again, as test clients do)."""
         self._closing = False
         if self._executor._shutdown:
-            self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix=f"yulian-batch-{self.name}")
+            self._executor = self._new_executor()
 
     async def drain(self, grace_s: float = 30.0) -> None:
         """Stop taking items, finish the queued ones (up to `grace_s` seconds), then stop the worker."""

@@ -72,7 +72,7 @@ def serve(
     else:
         from yulian.serving.app import create_app
 
-        uvicorn.run(create_app(cfg), **options)
+        uvicorn.run(create_app(cfg, freeze_gc=True), **options)
     return 0
 
 
@@ -83,4 +83,4 @@ def app_from_env() -> Any:
     path = os.environ.get(CONFIG_ENV)
     if not path:
         raise RuntimeError(f"{CONFIG_ENV} is not set: start the server with `yulian serve --config FILE`")
-    return create_app(path)
+    return create_app(path, freeze_gc=True)

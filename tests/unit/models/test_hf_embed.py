@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from pathlib import Path
 
 import pytest
@@ -178,3 +179,32 @@ def test_prefixes_come_from_the_folders_declared_prompts(tmp_path: Path) -> None
     plain = HFEmbedder(str(tmp_path / "src"), dtype="float32")
     assert (plain.options.query_prefix, plain.options.passage_prefix) == ("", "")
     assert np.allclose(declared.embed_query("dog"), plain.embed(["query: dog"])[0], atol=1e-5)
+
+
+def _plan_cost(lengths: list[int], plan: list[tuple[int, int]], hidden: int = 384) -> float:
+    return sum(
+        hf_encoder.FORWARD_OVERHEAD_TOKENS + (end - start) * lengths[start] * (1 + lengths[start] / (6 * hidden))
+        for start, end in plan
+    )
+
+
+def test_padding_plan_covers_every_input_once_within_the_batch_size() -> None:
+    rng = np.random.default_rng(0)
+    for n in (1, 7, 33, 700):  # 700: two windows
+        lengths = sorted(rng.integers(3, 120, n).tolist(), reverse=True)
+        plan = hf_encoder.padding_plan(lengths, 16)
+        assert plan[0][0] == 0 and plan[-1][1] == n
+        assert all(a[1] == b[0] for a, b in itertools.pairwise(plan))
+        assert all(0 < end - start <= 16 for start, end in plan)
+
+
+def test_padding_plan_splits_mixed_lengths_and_keeps_equal_ones_together() -> None:
+    assert hf_encoder.padding_plan([20] * 64, 32) == [(0, 32), (32, 64)]  # no padding to save: full batches
+    mixed = [200, *[12] * 31]  # one long text would pad 31 short ones to 200
+    plan = hf_encoder.padding_plan(mixed, 32)
+    assert plan == [(0, 1), (1, 32)]
+    assert _plan_cost(mixed, plan) < _plan_cost(mixed, [(0, 32)])
+    spread = sorted(np.random.default_rng(1).integers(5, 60, 32).tolist(), reverse=True)  # brute force: optimal
+    best = hf_encoder.padding_plan(spread, 32)
+    for cut in range(1, 32):
+        assert _plan_cost(spread, best) <= _plan_cost(spread, [(0, cut), (cut, 32)]) + 1e-9

@@ -101,3 +101,36 @@ def test_a_lone_request_does_not_wait_but_company_does() -> None:
 
     lone, waited = _run(main())  # type: ignore[misc]
     assert lone < 0.25 and waited >= 0.25
+
+
+def test_parallel_batches_run_side_by_side_and_share_out_the_queue() -> None:
+    import threading
+
+    calls: list[tuple[str, list[int]]] = []
+    inside = [0, 0]  # now, most at once
+    lock = threading.Lock()
+
+    def slow(items: list[int]) -> list[int]:
+        with lock:
+            inside[0] += 1
+            inside[1] = max(inside[1], inside[0])
+            calls.append((threading.current_thread().name, list(items)))
+        time.sleep(0.05)
+        with lock:
+            inside[0] -= 1
+        return [x + 1 for x in items]
+
+    async def main() -> list[int]:
+        batcher = MicroBatcher("m", slow, max_batch=32, max_wait_ms=1, parallel=2)
+        first = await asyncio.gather(*(batcher.submit(i) for i in range(32)))
+        again = await asyncio.gather(*(batcher.submit(i) for i in range(32)))  # after company: gathered, shared
+        assert not batcher.busy
+        await batcher.drain()
+        return [*first, *again]
+
+    assert _run(main()) == [i + 1 for i in range(32)] * 2
+    assert inside[1] == 2  # two calls overlapped, never more
+    assert len({name for name, _ in calls}) == 2  # in two threads
+    assert max(len(items) for _, items in calls) <= 16  # 32 waiting items were split between the two free threads
+    with pytest.raises(ValueError, match="parallel"):
+        MicroBatcher("m", slow, parallel=0)

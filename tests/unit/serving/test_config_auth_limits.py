@@ -46,6 +46,8 @@ def test_yaml_config_loads(tmp_path: Path) -> None:
     ("change", "expected"),
     [
         (("max_batch: 4", "max_batch: 0"), "models[0].batch.max_batch: must be an integer >= 1"),
+        (("max_batch: 4", "max_batch: 4, parallel: -1"), "models[0].batch.parallel: must be an integer >= 0"),
+        (("max_batch: 4", "max_batch: 4, threads: 1.5"), "models[0].batch.threads: must be an integer >= 0"),
         (("    options: {responses", "    optoins: {responses"), "models[0]: unknown field 'optoins'"),
         (("models: [bot, echo]", "models: [bot, ehco]"), "keys[0].models: unknown model or chain 'ehco'"),
         (("sha256: ", "sha256: 12"), "keys[0].sha256: must be 64 lowercase hex digits"),

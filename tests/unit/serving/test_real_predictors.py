@@ -4,6 +4,7 @@ the same path fine-tuned (`yulian train`) and compressed artefacts take."""
 from __future__ import annotations
 
 import base64
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -60,6 +61,7 @@ def test_folders_served_by_path(tmp_path: Path) -> None:
 
     from yulian.serving import KeyConfig, ModelConfig, ServeConfig, hash_key
     from yulian.serving.app import create_app
+    from yulian.serving.config import BatchConfig
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -75,12 +77,16 @@ def test_folders_served_by_path(tmp_path: Path) -> None:
             models=[
                 ModelConfig(name="sentiment", source=str(cls_dir), options={"dtype": "float32"}),
                 ModelConfig(name="enc", source=str(enc_dir), options={"dtype": "float32"}),
+                ModelConfig(name="enc1", source=str(enc_dir), batch=BatchConfig(parallel=1, threads=1)),
             ],
             keys=[KeyConfig(id="t", sha256=hash_key(KEY), models=["*"])],
         )
         app = create_app(cfg)
         state = app.state.yulian
         assert state.models["sentiment"].task == "classify" and state.models["enc"].task == "embed"
+        cores = len(os.sched_getaffinity(0))  # encoders on a multi-core CPU: two batches in flight by default
+        assert state.models["enc"].batcher.parallel == (2 if cores >= 2 else 1)
+        assert state.models["enc1"].batcher.parallel == 1
         with TestClient(app, raise_server_exceptions=False) as c:
             for _ in range(300):
                 if c.get("/readyz").status_code == 200:
@@ -97,12 +103,11 @@ def test_folders_served_by_path(tmp_path: Path) -> None:
             assert len(vectors) == 3 and len(vectors[0]) == 16
             for got, want in zip(vectors, state.models["enc"].obj.embed(texts), strict=True):
                 assert got == pytest.approx(want, abs=1e-5)
-            exact = state.models["enc"].obj.embed_numpy(texts)  # float32 text that reads back to the same float32
-            assert (np.array(vectors, dtype=np.float32) == exact).all()
             r = c.post(
                 "/v1/embeddings", headers=AUTH, json={"model": "enc", "input": texts, "encoding_format": "base64"}
             )
-            decoded = [np.frombuffer(base64.b64decode(d["embedding"]), dtype="<f4") for d in r.json()["data"]]
-            assert (np.stack(decoded) == exact).all()
+            decoded = np.stack([np.frombuffer(base64.b64decode(d["embedding"]), dtype="<f4") for d in r.json()["data"]])
+            assert (np.array(vectors, dtype=np.float32) == decoded).all()  # the JSON text reads back to the float32
+            assert decoded == pytest.approx(state.models["enc"].obj.embed_numpy(texts), abs=1e-5)
     finally:
         torch.set_num_threads(threads)
