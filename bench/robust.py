@@ -179,9 +179,9 @@ def run_options(args: argparse.Namespace, results: dict[str, Any]) -> None:
     rows = results.setdefault(DATASETS[args.data]["key"], {})
     _pregenerate(args, train)
     for size in args.sizes:
-        for seed in range(args.seeds):
-            subset = _draw(train, size, seed)
-            for name, option in _selected(args).items():
+        for name, option in _selected(args).items():  # option by option: a stopped run leaves whole rows
+            for seed in range(args.seeds):
+                subset = _draw(train, size, seed)
                 key = f"{name}|{size}|{seed}"
                 if key in rows and not args.force:
                     continue
