@@ -22,9 +22,9 @@ import asyncio
 import gc
 import importlib
 import logging
-import os
 import secrets
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -121,43 +121,55 @@ def _batch_fn(obj: Any, task: str) -> Callable[[list[Any]], list[Any]]:
     return call
 
 
-def _cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+def _default_threads() -> int:
+    """torch's intra-op thread count before any batch thread set its own (physical cores by default); 0 while
+    torch is not imported (then nothing has changed it either)."""
+    global _DEFAULT_THREADS
+    with _THREADS_LOCK:
+        if _DEFAULT_THREADS is None:
+            torch = sys.modules.get("torch")
+            if torch is None:
+                return 0
+            _DEFAULT_THREADS = int(torch.get_num_threads())
+        return _DEFAULT_THREADS
+
+
+_DEFAULT_THREADS: int | None = None
+"""Read once, before any batch thread sets its own count: `torch.set_num_threads` also moves the default that
+threads starting later pick up, so it is never read back afterwards."""
+_THREADS_LOCK = threading.Lock()
+
+AUTO_PARALLEL_TASKS = frozenset({"embed", "classify", "ner"})
+"""Tasks `parallel: 0` runs two batches of at once. Not "qa": its predictor switches the shared fast tokenizer's
+truncation settings per call, which two threads must not do at once (huggingface/tokenizers#537)."""
 
 
 def _auto_parallel(obj: Any, task: str) -> int:
-    """`parallel: 0`: two batches in flight for a local transformers encoder on a multi-core CPU, else one."""
-    from yulian.models.hf_encoder import HFEncoder
+    """`parallel: 0`: two batches in flight for a local transformers encoder on a CPU where torch uses 2+ threads,
+    else one."""
+    from yulian.models.hf_encoder import HFEncoder, _pick_device
 
-    if task == "chat" or not isinstance(obj, HFEncoder) or _cores() < 2:
+    if task not in AUTO_PARALLEL_TASKS or not isinstance(obj, HFEncoder):
         return 1
-    device = str(getattr(obj.options, "device", "cpu"))
-    if device.startswith(("cuda", "mps")):
+    torch = require("torch", extra="hf")
+    if _default_threads() < 2:
         return 1
-    if device == "auto":
-        torch = require("torch", extra="hf")
-        if torch.cuda.is_available():
-            return 1
-    return 2
+    device = _pick_device(torch, str(getattr(obj.options, "device", "cpu")))
+    return 2 if device == "cpu" else 1
 
 
-def _batch_threads(threads: int, parallel: int) -> int:
-    """torch threads per batch call: as configured, or the cores shared out between parallel batches (0: as is)."""
-    if threads or parallel == 1:
-        return threads
-    return max(1, _cores() // parallel)
-
-
-def _with_threads(fn: Callable[[list[Any]], Any], threads: int) -> Callable[[list[Any]], Any]:
-    """`fn` with torch's intra-op threads set for the calling (batch) thread: OpenMP keeps the count per thread,
-    so two batch threads with one torch thread each compute two batches side by side."""
-    if not threads:
-        return fn
+def _with_threads(fn: Callable[[list[Any]], Any], threads: int, parallel: int) -> Callable[[list[Any]], Any]:
+    """`fn` with torch's intra-op threads set for the calling (batch) thread: `threads`, else torch's default shared
+    out between `parallel` batches. OpenMP keeps the count per thread, so two batch threads with one torch thread
+    each compute two batches side by side; every batcher sets its count (one at a time: the default), so none runs
+    with a count another batcher left behind."""
 
     def call(items: list[Any]) -> Any:
         torch = sys.modules.get("torch")
-        if torch is not None and torch.get_num_threads() != threads:
-            torch.set_num_threads(threads)
+        if torch is not None:
+            want = threads or max(1, _default_threads() // parallel)
+            if torch.get_num_threads() != want:
+                torch.set_num_threads(want)
         return fn(items)
 
     return call
@@ -225,7 +237,7 @@ def build_model(entry: ModelConfig, adapters: AdapterPool | None = None) -> Serv
         parallel = entry.batch.parallel or _auto_parallel(obj, task)
         served.batcher = MicroBatcher(
             entry.name,
-            _with_threads(fn, _batch_threads(entry.batch.threads, parallel)),
+            _with_threads(fn, entry.batch.threads, parallel),
             max_batch=entry.batch.max_batch,
             max_wait_ms=entry.batch.max_wait_ms,
             max_queue=entry.batch.max_queue,
@@ -522,8 +534,10 @@ def create_app(config: ServeConfig | str | Path, *, freeze_gc: bool = False) -> 
     """The FastAPI app serving `config` (a `ServeConfig` or a YAML file's path). Models are built now (cheaply),
     warmed up when the app starts, and drained when it stops. `freeze_gc` (what `yulian serve` does): once the
     models are loaded, move every object there is out of the garbage collector's sight (`gc.freeze`), so full
-    collections stop walking the models' objects (they stalled every in-flight request ~250 ms at 500 req/s);
-    leave it off where the process also does other work (tests, notebooks)."""
+    collections stop walking the models' objects (they stalled every in-flight request ~250 ms at 500 req/s).
+    Cyclic garbage among the frozen objects is never freed, and models with `warm_up: false` load after the
+    freeze (their objects are walked again); leave it off where the process also does other work (tests,
+    notebooks)."""
     fastapi = require("fastapi", extra="serve", purpose="yulian serve")
     from fastapi.exceptions import RequestValidationError
     from starlette.exceptions import HTTPException

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import functools
+import logging
 import time
 from collections import deque
 from collections.abc import Callable, Hashable, Sequence
@@ -29,6 +30,8 @@ __all__ = ["BatchStats", "MicroBatcher", "OverloadedError"]
 In = TypeVar("In")
 Out = TypeVar("Out")
 
+
+log = logging.getLogger(__name__)
 
 MAX_WAIT_FACTOR = 8
 """A batch waits at most this many times `max_wait_ms` in all while items keep arriving."""
@@ -67,7 +70,8 @@ class MicroBatcher(Generic[In, Out]):
         name: the model's name (thread name, metrics label).
         fn: the batched call, e.g. `embedder.embed` or `classifier.batch`; it runs in a dedicated thread.
         max_batch: the most items per call.
-        max_wait_ms: how long the first item waits for company.
+        max_wait_ms: how long the first item waits for company (with `parallel` batches: while fewer items wait
+            than a fair share of the work, waiting plus running, per batch).
         max_queue: the most items waiting; beyond it `submit` raises `OverloadedError`.
         on_batch: called with the size of each batch and the queue depth left (metrics).
         inline: call `fn` on the event loop instead of the model's thread (for non-blocking models only).
@@ -149,6 +153,7 @@ class MicroBatcher(Generic[In, Out]):
         loop = asyncio.get_running_loop()
         if self._task is None or self._task.done() or self._loop is not loop:  # a new event loop needs its own worker
             self._loop = loop
+            self._running, self._in_flight = set(), 0  # batches of an earlier loop are not this one's
             self._wakeup = asyncio.Event()
             self._task = loop.create_task(self._run(), name=f"yulian-batcher-{self.name}")
 
@@ -201,6 +206,8 @@ class MicroBatcher(Generic[In, Out]):
     def _finished(self, task: asyncio.Task[None], items: int) -> None:
         self._running.discard(task)
         self._in_flight -= items
+        if self._wakeup is not None:  # a slot is free and the share per batch changed: gather again
+            self._wakeup.set()
 
     def _take(self, group: Hashable, size: int) -> list[_Item]:
         """Up to `size` live items of `group`, in arrival order; other groups keep their places."""
@@ -216,6 +223,17 @@ class MicroBatcher(Generic[In, Out]):
         return batch
 
     async def _execute(self, loop: asyncio.AbstractEventLoop, batch: list[_Item]) -> None:
+        try:
+            await self._execute_batch(loop, batch)
+        except Exception as error:  # outside the model call (a metrics callback...): the batch's requests fail
+            log.error("%s: a batch failed outside the model: %s: %s", self.name, type(error).__name__, error)
+            for item in batch:
+                _settle(item.future, error=error)
+        finally:  # cancelled at shutdown: no request waits forever
+            for item in batch:
+                _settle(item.future, error=OverloadedError(f"{self.name}: the batch of this request did not finish"))
+
+    async def _execute_batch(self, loop: asyncio.AbstractEventLoop, batch: list[_Item]) -> None:
         self.stats.record(len(batch))
         self._last_size = len(batch)
         if self.on_batch is not None:
@@ -266,6 +284,8 @@ class MicroBatcher(Generic[In, Out]):
                 await asyncio.wait_for(asyncio.shield(self._task), grace_s)
             except TimeoutError:
                 self._task.cancel()
+                for running in list(self._running):  # their requests get 503 (`_execute` settles them)
+                    running.cancel()
         for item in self._queue:
             _settle(item.future, error=OverloadedError(f"{self.name} shut down before this request ran"))
         self._queue.clear()

@@ -412,14 +412,14 @@ def _model_card(name: str, created: int, task: str) -> dict[str, Any]:
 
 def _floats(vector: Any) -> Any:
     """A float32 array as it is (`dumps` writes it exactly and shortest), anything else as a list of floats."""
-    if getattr(vector, "dtype", None) is not None and getattr(vector, "ndim", 0) == 1:
+    if hasattr(vector, "__array_interface__") and getattr(vector, "ndim", 0) == 1:  # numpy
         return vector
     return [float(x) for x in vector]
 
 
 def _base64(vector: Any) -> str:
     """Little-endian float32 bytes in base64, as the `openai` client decodes them."""
-    if getattr(vector, "dtype", None) is not None:
+    if hasattr(vector, "__array_interface__"):  # numpy
         return base64.b64encode(vector.astype("<f4", copy=False).tobytes()).decode()
     import array
 

@@ -134,3 +134,18 @@ def test_parallel_batches_run_side_by_side_and_share_out_the_queue() -> None:
     assert max(len(items) for _, items in calls) <= 16  # 32 waiting items were split between the two free threads
     with pytest.raises(ValueError, match="parallel"):
         MicroBatcher("m", slow, parallel=0)
+
+
+def test_a_failing_metrics_callback_fails_the_batch_instead_of_hanging_it() -> None:
+    def broken(size: int, depth: int) -> None:
+        raise RuntimeError("metrics down")
+
+    async def main() -> list[object]:
+        batcher = MicroBatcher("m", lambda xs: xs, max_batch=4, on_batch=broken, parallel=2)
+        got = await asyncio.wait_for(
+            asyncio.gather(*(batcher.submit(i) for i in range(3)), return_exceptions=True), timeout=5
+        )
+        await batcher.drain()
+        return list(got)
+
+    assert [str(r) for r in _run(main())] == ["metrics down"] * 3  # type: ignore[union-attr]

@@ -4,7 +4,6 @@ the same path fine-tuned (`yulian train`) and compressed artefacts take."""
 from __future__ import annotations
 
 import base64
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -55,11 +54,12 @@ def _save(folder: Path, model_class: str, **config: Any) -> Path:
     return folder
 
 
-def test_folders_served_by_path(tmp_path: Path) -> None:
+def test_folders_served_by_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import torch
     from fastapi.testclient import TestClient
 
     from yulian.serving import KeyConfig, ModelConfig, ServeConfig, hash_key
+    from yulian.serving import app as serving_app
     from yulian.serving.app import create_app
     from yulian.serving.config import BatchConfig
 
@@ -84,9 +84,13 @@ def test_folders_served_by_path(tmp_path: Path) -> None:
         app = create_app(cfg)
         state = app.state.yulian
         assert state.models["sentiment"].task == "classify" and state.models["enc"].task == "embed"
-        cores = len(os.sched_getaffinity(0))  # encoders on a multi-core CPU: two batches in flight by default
-        assert state.models["enc"].batcher.parallel == (2 if cores >= 2 else 1)
+        # encoders where torch uses 2+ threads: two batches in flight by default (this test holds torch at 1)
+        assert state.models["enc"].batcher.parallel == (2 if serving_app._default_threads() >= 2 else 1)
         assert state.models["enc1"].batcher.parallel == 1
+        with monkeypatch.context() as patched:
+            patched.setattr(serving_app, "_DEFAULT_THREADS", 4)
+            assert serving_app._auto_parallel(state.models["enc"].obj, "embed") == 2
+            assert serving_app._auto_parallel(state.models["enc"].obj, "qa") == 1  # tokenizer settings change per call
         with TestClient(app, raise_server_exceptions=False) as c:
             for _ in range(300):
                 if c.get("/readyz").status_code == 200:
