@@ -353,13 +353,11 @@ def _train(o: dict[str, Any]) -> int:
         (out / "split.json").write_text(_json.dumps(manifest), encoding="utf-8")
     if o["model"] == "auto":
         o["model"] = _auto_model(o["task"], train_examples, o["lang"])
-        if o["progress"]:
-            print(f"model: {o['model']} (--model auto, --lang {o['lang']})", file=sys.stderr)
+        print(f"model: {o['model']} (--model auto, --lang {o['lang']})", file=sys.stderr)  # always: a choice made
     hint = default_head_lr(str(o["model"]), o["task"], method) if o.get("head_lr") is None else None
     if hint is not None:
         train_config = replace(train_config, head_lr=hint)
-        if o["progress"]:
-            print(f"head lr {hint:g} ({o['model']} on {o['task']}; --head-lr to change)", file=sys.stderr)
+        print(f"head lr {hint:g} ({o['model']} on {o['task']}; --head-lr to change)", file=sys.stderr)
     if o["progress"]:
         print(f"{len(train_examples):,} training and {len(dev_examples):,} dev examples", file=sys.stderr)
     continual_flags = ("replay", "replay_ratio", "replay_count", "ewc", "save_fisher", "old_eval")
