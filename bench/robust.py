@@ -324,19 +324,23 @@ def run_guardrails(results: dict[str, Any]) -> None:
 
 def _save(results: dict[str, Any]) -> None:
     """Write the results merged into what is on disk (row by row), so two runs of different parts or data sets
-    at the same time do not drop each other's rows."""
-    if RESULTS.exists():
-        disk = json.loads(RESULTS.read_text(encoding="utf-8"))
-        for key, value in disk.items():
-            if isinstance(value, dict) and isinstance(results.get(key), dict):  # in place: callers hold the dicts
-                for row, got in value.items():
-                    results[key].setdefault(row, got)
-            elif key not in results:
-                results[key] = value
-    tmp = RESULTS.with_suffix(".tmp")
-    tmp.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
-    tmp.replace(RESULTS)
-    TABLE.write_text(_table(results), encoding="utf-8")
+    at the same time do not drop each other's rows (one at a time: a lock file)."""
+    import fcntl
+
+    with (RESULTS.parent / ".robust.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if RESULTS.exists():
+            disk = json.loads(RESULTS.read_text(encoding="utf-8"))
+            for key, value in disk.items():
+                if isinstance(value, dict) and isinstance(results.get(key), dict):  # in place: callers hold the dicts
+                    for row, got in value.items():
+                        results[key].setdefault(row, got)
+                elif key not in results:
+                    results[key] = value
+        tmp = RESULTS.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+        tmp.replace(RESULTS)
+        TABLE.write_text(_table(results), encoding="utf-8")
 
 
 def _option_rows(rows: dict[str, Any]) -> list[str]:
