@@ -343,7 +343,12 @@ def _table(results: dict[str, Any]) -> str:
         "ICL: SmolLM2-135M-Instruct, "
         "'Review: {text} / Sentiment: {label}', words negative/positive, constrained scoring (no generation). "
         "SetFit: our implementation, SetFit's defaults. Fine-tune: MiniLM + fresh head, 20 epochs, batch 8, lr 1e-4, "
-        f"no dev-based selection. Command: `{command}`.",
+        "no dev-based selection. ChnSentiCorp rows (`--chinese`): the same protocol on ChnSentiCorp (k reviews per "
+        f"class from its training set, a fixed stratified {dev_n} of its 1,200 dev reviews) with multilingual-e5-small "
+        "for SetFit (max_length 128) and fine-tuning (max_length 64): long reviews are cut. Commands: "
+        "`HF_HUB_OFFLINE=1 .venv/bin/python bench/fewshot.py --threads 1` (SST-2), "
+        "`... bench/fewshot.py --parts accuracy --chinese --sizes 8 16 --threads 1` (adds the ChnSentiCorp rows); "
+        f"last run: `{command}`.",
         "",
         "| method | k per class | seeds | dev accuracy | macro F1 | Δ (paired) | verdict | s per run |",
         "|---|--:|--:|--:|--:|--:|---|--:|",
