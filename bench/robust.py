@@ -386,7 +386,9 @@ def _table(results: dict[str, Any]) -> str:
         lines += [
             "",
             "ChnSentiCorp, multilingual-e5-small full fine-tuning (max_length 128), the same protocol on a fixed "
-            "stratified 400 of its dev set (1,200); EDA works on jieba words with 同义词词林 synonyms. Command: "
+            "stratified 400 of its dev set (1,200); EDA works on jieba words with 同义词词林 synonyms. No paraphrase "
+            "row: SmolLM2-135M's Chinese paraphrases pass the filter 17% of the time at 0.1 texts/s (below), too few "
+            "and too slow to be an augmentation here. Command: "
             "`HF_HUB_OFFLINE=1 .venv/bin/python bench/robust.py --parts options --data chnsenticorp`.",
             "",
             *_option_rows(zh),
