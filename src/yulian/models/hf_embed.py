@@ -26,6 +26,7 @@ from yulian.models.hf_encoder import (
     HFEncoder,
     HFEncoderConfig,
     _check_choice,
+    hidden_size,
 )
 
 if TYPE_CHECKING:
@@ -130,7 +131,7 @@ class HFEmbedder(Embedder, HFEncoder[str, list[float]]):
             size = _config_hidden_size(self.options.path)
             if size is not None:
                 return size
-        return int(_hidden_size(self._runtime().model.config))
+        return int(hidden_size(self._runtime().model.config))
 
     @dim.setter
     def dim(self, value: int | None) -> None:
@@ -159,7 +160,7 @@ class HFEmbedder(Embedder, HFEncoder[str, list[float]]):
                 raise TypeError(f"embedders take text, got {type(t).__name__} at position {i}: {t!r:.80}")
         rt = self._runtime()
         if not texts:
-            return np.zeros((0, _hidden_size(rt.model.config)), dtype=np.float32)  # type: ignore[no-any-return]
+            return np.zeros((0, hidden_size(rt.model.config)), dtype=np.float32)  # type: ignore[no-any-return]
         prefix = self.options.query_prefix if query else self.options.passage_prefix
         if prefix:
             texts = [prefix + t for t in texts]
@@ -171,7 +172,7 @@ class HFEmbedder(Embedder, HFEncoder[str, list[float]]):
             return_token_type_ids=False,
         )
         features = [Features(ids) for ids in enc["input_ids"]]
-        out = rt.torch.empty((len(texts), _hidden_size(rt.model.config)), dtype=rt.torch.float32)
+        out = rt.torch.empty((len(texts), hidden_size(rt.model.config)), dtype=rt.torch.float32)
         for idx, vectors in self._batches(rt, rt.model, features, self._step):
             out[idx] = vectors.cpu()
         return out.numpy()  # type: ignore[no-any-return]
@@ -206,14 +207,6 @@ class HFEmbedder(Embedder, HFEncoder[str, list[float]]):
 
     def _predict(self, inputs: list[Any]) -> list[list[float]]:
         return self.embed(inputs)
-
-
-def _hidden_size(config: Any) -> int:
-    for name in ("hidden_size", "d_model", "dim"):
-        value = getattr(config, name, None)
-        if isinstance(value, int):
-            return value
-    raise ValueError(f"cannot tell the embedding size of a {type(config).__name__}")
 
 
 def _config_hidden_size(path: str) -> int | None:

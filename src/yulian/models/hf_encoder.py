@@ -368,7 +368,7 @@ class HFEncoder(Runnable[In, Out], Generic[In, Out]):
         with torch.inference_mode():
             size = self.options.batch_size
             if str(rt.device).startswith("cpu"):
-                cuts = padding_plan(lengths, size, _hidden_size_of(model))
+                cuts = padding_plan(lengths, size, hidden_size(getattr(model, "config", None), 384))
             else:  # accelerators: padding costs little there and every pass costs a launch; fixed slices
                 cuts = [(i, min(i + size, len(lengths))) for i in range(0, len(lengths), size)]
             for start, end in cuts:
@@ -434,9 +434,15 @@ def padding_plan(lengths: Sequence[int], max_size: int, hidden: int = 384) -> li
     return plan
 
 
-def _hidden_size_of(model: Any) -> int:
-    config = getattr(model, "config", None)
-    return int(getattr(config, "hidden_size", None) or getattr(config, "d_model", None) or 384)
+def hidden_size(config: Any, default: int | None = None) -> int:
+    """The width of a model's outputs from its config (`hidden_size`, `d_model` or `dim`); `default` if none."""
+    for name in ("hidden_size", "d_model", "dim"):
+        value = getattr(config, name, None)
+        if isinstance(value, int):
+            return value
+    if default is not None:
+        return default
+    raise ValueError(f"cannot tell the embedding size of a {type(config).__name__}")
 
 
 def _types(feature: Features) -> list[int]:
