@@ -17,7 +17,7 @@ from typing import Any
 
 from yulian._optional import require
 
-__all__ = ["clip_grad_norm", "lazy_adamw", "param_groups"]
+__all__ = ["clip_grad_norm", "clipped_step", "lazy_adamw", "param_groups"]
 
 
 def lazy_adamw(params: Iterable[Any] | list[dict[str, Any]], lr: float, *, fused: bool = True) -> Any:
@@ -74,9 +74,8 @@ def lazy_adamw(params: Iterable[Any] | list[dict[str, Any]], lr: float, *, fused
         return _LazyAdamW(params, lr=lr)
 
 
-def clip_grad_norm(params: Iterable[Any], max_norm: float) -> float:
-    """`torch.nn.utils.clip_grad_norm_` that also takes sparse gradients (coalesced in place first)."""
-    torch = require("torch", extra="hf")
+def _split_grads(params: Iterable[Any]) -> tuple[list[Any], list[Any]]:
+    """(dense gradients, sparse gradients coalesced in place) of the parameters that have one."""
     dense, sparse = [], []
     for param in params:
         if param.grad is None:
@@ -85,18 +84,60 @@ def clip_grad_norm(params: Iterable[Any], max_norm: float) -> float:
             param.grad = param.grad.coalesce()
             sparse.append(param.grad)
         else:
-            dense.append(param)
-    if not sparse:
-        return float(torch.nn.utils.clip_grad_norm_(dense, max_norm))
-    total = float(torch.nn.utils.clip_grad_norm_(dense, math.inf)) ** 2 if dense else 0.0
+            dense.append(param.grad)
+    return dense, sparse
+
+
+def _norm_and_scale(torch: Any, dense: list[Any], sparse: list[Any], max_norm: float) -> tuple[float, float]:
+    """The global L2 norm of all gradients and the clipping factor (1.0: no clipping needed)."""
+    # the norm alone: clip_grad_norm_ would also multiply every gradient, by 1.0 when no clipping is needed
+    total = float(torch.nn.utils.get_total_norm(dense)) ** 2 if dense else 0.0
     total += sum(float(g.values().float().norm()) ** 2 for g in sparse)
     norm = math.sqrt(total)
-    scale = max_norm / (norm + 1e-6)
+    return norm, min(1.0, max_norm / (norm + 1e-6))
+
+
+def clip_grad_norm(params: Iterable[Any], max_norm: float) -> float:
+    """`torch.nn.utils.clip_grad_norm_` that also takes sparse gradients (coalesced in place first), and leaves
+    the gradients untouched when their norm is within `max_norm`. Returns the norm before clipping."""
+    torch = require("torch", extra="hf")
+    dense, sparse = _split_grads(params)
+    norm, scale = _norm_and_scale(torch, dense, sparse, max_norm)
     if scale < 1.0:
-        for param in dense:
-            param.grad.mul_(scale)
+        if dense:
+            torch._foreach_mul_(dense, scale)
         for grad in sparse:
             grad.values().mul_(scale)
+    return norm
+
+
+def clipped_step(optimizer: Any, params: Iterable[Any], max_norm: float | None) -> float | None:
+    """Clip the gradients of `params` to `max_norm` (None or 0: no clipping) and take `optimizer`'s step.
+
+    With torch's fused Adam/AdamW the dense gradients are not multiplied beforehand: the step divides them by
+    its `grad_scale` (the hook `torch.amp.GradScaler` uses) in the pass it makes over them anyway, which saves a
+    read and a write of every gradient per step (MiniLM: 2 x 87 MB). Returns the norm before clipping."""
+    torch = require("torch", extra="hf")
+    if not max_norm:
+        optimizer.step()
+        return None
+    dense, sparse = _split_grads(params)
+    norm, scale = _norm_and_scale(torch, dense, sparse, max_norm)
+    deferred = False
+    if scale < 1.0:
+        for grad in sparse:
+            grad.values().mul_(scale)
+        fused = isinstance(optimizer, torch.optim.Adam | torch.optim.AdamW) and optimizer.defaults.get("fused")
+        if dense and fused and not hasattr(optimizer, "grad_scale"):
+            optimizer.grad_scale = torch.tensor(1.0 / scale, dtype=torch.float32, device=dense[0].device)
+            deferred = True
+        elif dense:
+            torch._foreach_mul_(dense, scale)
+    try:
+        optimizer.step()
+    finally:
+        if deferred:
+            del optimizer.grad_scale
     return norm
 
 

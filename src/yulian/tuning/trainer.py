@@ -33,8 +33,9 @@ from yulian.tuning.augment import EpochAugmentation, check_augment
 from yulian.tuning.checkpoints import CheckpointStore
 from yulian.tuning.distributed import Distributed
 from yulian.tuning.fast_dropout import fast_dropout_training
+from yulian.tuning.fast_encoder import fast_encoder_training
 from yulian.tuning.methods import get_method, trainable_summary
-from yulian.tuning.optim import clip_grad_norm, lazy_adamw, param_groups
+from yulian.tuning.optim import clip_grad_norm, clipped_step, lazy_adamw, param_groups
 from yulian.tuning.tasks.base import Task
 from yulian.tuning.trainer_board import TensorBoard
 from yulian.tuning.trainer_report import Progress, fmt_metrics, plot_curves, report_markdown
@@ -78,6 +79,8 @@ class TrainConfig:
             probabilities to 1/65,536, several times cheaper; `yulian.tuning.fast_dropout`).
         lazy_embeddings: on the CPU with AdamW, update a large trainable input-embedding matrix only in the rows
             each batch used (`yulian.tuning.optim.lazy_adamw`) instead of all of it every step.
+        fast_encoder: BERT-style encoders compute Q/K/V in one product and, under a first-token classification
+            head, only position 0 of their last layer (`yulian.tuning.fast_encoder`: same outputs and gradients).
         eval_every: "epoch" or a number of steps; a checkpoint is written at each evaluation.
         patience: stop after this many evaluations without improvement (None: never stop early).
         metric: the metric that picks the best checkpoint (default: the task's first metric).
@@ -115,6 +118,7 @@ class TrainConfig:
     dropout: float | None = None
     fast_dropout: bool = True
     lazy_embeddings: bool = True
+    fast_encoder: bool = True
     eval_every: str | int = "epoch"
     patience: int | None = None
     metric: str | None = None
@@ -539,6 +543,8 @@ class Trainer:
             cleanup.callback(setattr, self._lazy_embedding, "sparse", False)
         if cfg.fast_dropout and autocast_device == "cpu":
             cleanup.enter_context(fast_dropout_training(model))
+        if cfg.fast_encoder and self._dp is None:  # DP-SGD's per-example hooks need the modules' own forwards
+            cleanup.enter_context(fast_encoder_training(model, first_token_only=task.first_token_head))
         last_metric = state.evals[-1].get(self.metric) if state.evals else None
         try:
             while state.step < total and not state.stopped_early:
@@ -577,16 +583,16 @@ class Trainer:
                             if adversary is not None:
                                 adversary.attack(loss_of, backward)
                         step_loss += float(scaled.detach())
-                    if scaler is not None:
-                        scaler.unscale_(optimizer)
-                    if cfg.max_grad_norm and self._dp is None:  # DP-SGD clips each example instead
-                        clip_grad_norm(params, cfg.max_grad_norm)
+                    clip = cfg.max_grad_norm if self._dp is None else None  # DP-SGD clips each example instead
                     lr = float(scheduler.get_last_lr()[0])
                     if scaler is not None:
+                        scaler.unscale_(optimizer)
+                        if clip:
+                            clip_grad_norm(params, clip)
                         scaler.step(optimizer)
                         scaler.update()
                     else:
-                        optimizer.step()
+                        clipped_step(optimizer, params, clip)
                     scheduler.step()
                     method.after_step(model, state.step + 1)
                     if self._dp is not None:

@@ -90,3 +90,18 @@ def test_a_model_drops_out_inside_the_block_and_is_restored_after(tmp_path: Path
         assert torch.equal(one, same) and not torch.allclose(one, other)
     assert [type(m) for m in model.modules()] == before
     assert model.config._attn_implementation == "sdpa" and model.training
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_output_and_gradient_are_x_times_mask_times_scale_to_the_bit(dtype: str) -> None:
+    import torch
+
+    x = torch.randn(4, 7, 24, dtype=getattr(torch, dtype), requires_grad=True)
+    torch.manual_seed(5)
+    y = fast_dropout(x, 0.1)
+    upstream = torch.randn_like(y)
+    y.backward(upstream)
+    torch.manual_seed(5)
+    keep = dropout_mask(tuple(x.shape), 0.1)
+    assert torch.equal(y, x.detach() * keep * (1 / 0.9))
+    assert torch.equal(x.grad, upstream * keep * (1 / 0.9))

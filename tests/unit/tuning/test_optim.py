@@ -118,3 +118,36 @@ def test_the_trainer_updates_embeddings_lazily_learns_and_resumes_exactly(
         Trainer(dying, _config(), tmp_path / "resumed").fit(train, dev, base)
     resumed = Trainer(task(), _config(), tmp_path / "resumed").fit(train, dev, base, resume=True)
     assert resumed.losses == pytest.approx(whole.losses, abs=1e-6)
+
+
+@pytest.mark.parametrize("optimizer", ["fused", "sgd"])
+def test_clipped_step_equals_clipping_then_stepping(optimizer: str) -> None:
+    import copy
+
+    import torch
+
+    from yulian.tuning.optim import clipped_step
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Embedding(100, 16, sparse=True), torch.nn.Linear(16, 4))
+    other = copy.deepcopy(model)
+
+    def make(m: torch.nn.Module) -> torch.optim.Optimizer:
+        if optimizer == "sgd":
+            return torch.optim.SGD(m.parameters(), lr=0.1)
+        return lazy_adamw(m.parameters(), 1e-2)
+
+    reference, deferred = make(model), make(other)
+    for scale in (50.0, 50.0, 1e-4):  # large gradients are clipped; tiny ones are left alone
+        ids = torch.randint(0, 100, (8, 5))
+        for m in (model, other):
+            (m(ids).sum() * scale).backward()
+        norm = clip_grad_norm(list(model.parameters()), 1.0)
+        reference.step()
+        reference.zero_grad()
+        assert clipped_step(deferred, list(other.parameters()), 1.0) == pytest.approx(norm)
+        assert not hasattr(deferred, "grad_scale")  # the deferred scale is for one step only
+        deferred.zero_grad()
+        for a, b in zip(model.parameters(), other.parameters(), strict=True):
+            assert torch.allclose(a, b, atol=1e-6)
+    assert clipped_step(deferred, [], None) is None

@@ -103,6 +103,10 @@ class Task(ABC):
 
     greater_is_better: ClassVar[bool] = True
 
+    first_token_head: ClassVar[bool] = False
+    """The loss reads the model's classification head only, which (for BERT-family heads) reads position 0 of
+    the last layer: training may skip the other positions there (`yulian.tuning.fast_encoder`)."""
+
     def __init__(self, config: TaskConfig | None = None) -> None:
         self.config = config or TaskConfig()
 

@@ -67,6 +67,7 @@ class ClassificationTask(Task):
     """Sequence classification of texts or text pairs, single- or multi-label."""
 
     name = "classification"
+    first_token_head = True
     metrics = ("accuracy", "macro_f1")
 
     def __init__(self, config: Any = None) -> None:

@@ -1,0 +1,161 @@
+"""Fused Q/K/V and the first-token last layer: the same logits and gradients as the original code, in training mode
+only, for BERT and RoBERTa heads and under LoRA; the model is exactly as it was after the block."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from tiny_setup import single_thread
+
+from yulian.tuning.fast_encoder import fast_encoder_training, first_token_head
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+_ = single_thread
+
+
+def _model(kind: str = "bert", seed: int = 0) -> Any:
+    import torch
+    import transformers
+
+    torch.manual_seed(seed)
+    options: dict[str, Any] = {
+        "vocab_size": 120,
+        "hidden_size": 32,
+        "num_hidden_layers": 3,
+        "num_attention_heads": 4,
+        "intermediate_size": 64,
+        "max_position_embeddings": 64,
+        "num_labels": 3,
+        "hidden_dropout_prob": 0.0,
+        "attention_probs_dropout_prob": 0.0,
+        "attn_implementation": "sdpa",
+    }
+    if kind == "bert":
+        return transformers.BertForSequenceClassification(transformers.BertConfig(**options))
+    return transformers.RobertaForSequenceClassification(transformers.RobertaConfig(pad_token_id=1, **options))
+
+
+def _batch(seed: int = 0) -> dict[str, Any]:
+    import torch
+
+    generator = torch.Generator().manual_seed(seed)
+    ids = torch.randint(5, 120, (4, 9), generator=generator)
+    mask = torch.ones_like(ids)
+    mask[1, 6:] = 0  # padding: the mask must reach the cut last layer
+    mask[3, 3:] = 0
+    return {"input_ids": ids, "attention_mask": mask, "labels": torch.tensor([0, 2, 1, 2])}
+
+
+def _loss_and_grads(model: Any, batch: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    model.zero_grad(set_to_none=True)
+    out = model(**batch)
+    out.loss.backward()
+    grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    return out.logits.detach(), grads
+
+
+@pytest.mark.parametrize("kind", ["bert", "roberta"])
+def test_same_logits_and_gradients_as_the_original(kind: str) -> None:
+    import torch
+
+    model = _model(kind)
+    model.train()
+    batch = _batch()
+    logits, grads = _loss_and_grads(model, batch)
+    calls: list[int] = []
+    model.base_model.encoder.layer[0].attention.self.query.register_forward_hook(lambda *_: calls.append(1))
+    with fast_encoder_training(model, first_token_only=True) as counts:
+        assert counts == {"fused": 2, "first_token": 1}
+        fast_logits, fast_grads = _loss_and_grads(model, batch)
+        assert not calls  # the fused product ran instead of the query module
+        encoder = model.base_model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+        assert encoder.last_hidden_state.shape[1] == 1  # the cut layer ran: position 0 only
+    assert torch.allclose(fast_logits, logits, atol=1e-5)
+    assert fast_grads.keys() == grads.keys()  # every parameter still gets its gradient (the last query too)
+    for name, grad in grads.items():
+        assert torch.allclose(fast_grads[name], grad, atol=1e-5, rtol=1e-4), name
+
+
+def test_under_bf16_autocast_the_logits_match() -> None:
+    import torch
+
+    model = _model()
+    model.train()
+    batch = _batch(1)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logits = model(**batch).logits.float()
+        with fast_encoder_training(model, first_token_only=True):
+            fast = model(**batch).logits.float()
+    assert torch.allclose(fast, logits, atol=2e-2)
+
+
+def test_the_last_layer_is_cut_only_for_first_token_heads() -> None:
+    import torch
+    import transformers
+
+    config = transformers.BertConfig(
+        vocab_size=50, hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32, num_labels=3
+    )
+    tagger = transformers.BertForTokenClassification(config)
+    assert not first_token_head(tagger) and first_token_head(_model())
+    tagger.train()
+    ids = torch.randint(0, 50, (2, 5))
+    with fast_encoder_training(tagger, first_token_only=True) as counts:
+        assert counts == {"fused": 2, "first_token": 0}
+        assert tagger(input_ids=ids).logits.shape == (2, 5, 3)  # every position still tagged
+    with fast_encoder_training(_model(), first_token_only=False) as counts:
+        assert counts == {"fused": 3, "first_token": 0}
+
+
+def test_evaluation_inside_the_block_runs_the_original_and_the_model_is_restored() -> None:
+    import torch
+
+    model = _model()
+    batch = _batch(2)
+    model.eval()
+    with torch.no_grad():
+        before = model(**batch).logits
+    with fast_encoder_training(model, first_token_only=True):
+        layer = model.bert.encoder.layer[-1]
+        assert "forward" in vars(layer)
+        with torch.no_grad():
+            hidden = model.bert(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+        assert hidden.last_hidden_state.shape[1] == 9  # eval mode: all positions, as before
+    assert all("forward" not in vars(m) for m in model.modules())
+    with torch.no_grad():
+        assert torch.equal(model(**batch).logits, before)
+
+
+def test_lora_wrapped_projections_are_not_fused_and_still_match() -> None:
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    model = get_peft_model(
+        _model(), LoraConfig(r=4, lora_alpha=8, target_modules=["query", "value"], task_type="SEQ_CLS")
+    )
+    for name, param in model.named_parameters():
+        if "lora_B" in name:
+            torch.nn.init.normal_(param, std=0.1)  # a non-zero adapter: its path must be in the outputs
+    model.train()
+    batch = _batch(3)
+    logits, grads = _loss_and_grads(model, batch)
+    with fast_encoder_training(model, first_token_only=True) as counts:
+        assert counts == {"fused": 0, "first_token": 1}
+        fast_logits, fast_grads = _loss_and_grads(model, batch)
+    assert torch.allclose(fast_logits, logits, atol=1e-5)
+    for name, grad in grads.items():
+        assert torch.allclose(fast_grads[name], grad, atol=1e-5, rtol=1e-4), name
+
+
+def test_eager_attention_keeps_the_original_code() -> None:
+    import torch
+
+    model = _model()
+    model.config._attn_implementation = "eager"
+    model.train()
+    batch = _batch(4)
+    logits, _ = _loss_and_grads(model, batch)
+    with fast_encoder_training(model, first_token_only=True):
+        fast, _ = _loss_and_grads(model, batch)
+    assert torch.equal(fast, logits)
