@@ -5,7 +5,10 @@ sequence-classification head on SST-2; methods full, lora, adalora, ia3 (and pre
 
 Two phases, each measurement in its own child process (so that peak RSS belongs to one cell):
 1. paired speed: for one model and task, every method's model is built in one process and trained on the same
-   fixed batches in rounds, A B C A B C..., a few steps per turn; medians of samples/s and the ratio to `full`.
+   fixed batches in rounds, A B C A B C..., a few steps per turn, each step as `Trainer.fit` takes it (its
+   optimiser, lazy embedding rows, SFC64 dropout, fast-encoder shortcuts, frozen weights cast once, bf16
+   autocast, clipping at 1.0);
+   medians of samples/s and the ratio to `full`.
    This is the number the ">= 1.3x full fine-tuning" target is checked on (side by side, same load).
 2. accuracy cells: `Trainer.fit` on a training subset (same seed, data and schedule for every method; lr per
    method), then the dev metric, the trainable share, samples/s of the run, peak RSS of the child and the size of
@@ -118,11 +121,18 @@ def _options(variant: str) -> tuple[str, dict[str, Any]]:
 
 # ---------------------------------------------------------------------------------------- phase 1: speed
 def speed_child(spec: dict[str, Any]) -> dict[str, Any]:
-    """Every method's model in this process, trained in rounds on the same batches; medians of samples/s."""
+    """Every method's model in this process, trained in rounds on the same batches the way `Trainer.fit` trains
+    (its optimiser and parameter groups, lazy embedding rows, SFC64 dropout, the fast-encoder shortcuts, bf16
+    autocast, clipping at 1.0); medians of samples/s."""
+    import contextlib
+
     import torch
 
+    from yulian.tuning.fast_dropout import fast_dropout_training
+    from yulian.tuning.fast_encoder import FrozenCast, fast_encoder_training
     from yulian.tuning.methods import get_method
-    from yulian.tuning.trainer import native_bf16
+    from yulian.tuning.optim import clipped_step
+    from yulian.tuning.trainer import TrainConfig, Trainer, native_bf16
 
     torch.set_num_threads(spec["threads"])
     torch.manual_seed(0)
@@ -131,34 +141,50 @@ def speed_child(spec: dict[str, Any]) -> dict[str, Any]:
     task.setup(train, spec["model"])
     runs: dict[str, Any] = {}
     tokenizer = None
+    work = Path(tempfile.mkdtemp(prefix="peft_speed_"))
     for name in spec["methods"]:
         model, tokenizer = task.build_model(spec["model"])
         method_name, options = _options(name)
         method = get_method(method_name)
         model = method.apply(model, task, options)
         method.before_training(model, 10_000)
+        # the Trainer's own choices for this model: lazy rows of a trainable embedding, AdamW parameter groups
+        trainer = Trainer(task, TrainConfig(lr=_lr(spec["model"], name, {}), method=method_name), work / name)
+        lazy = trainer._lazy_rows(torch, model, "cpu")
+        trainer._lazy_embedding = lazy
+        optimizer = trainer._optimizer(torch, model)
         params = [p for p in model.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(params, lr=_lr(spec["model"], name, {}), fused=True)
-        runs[name] = {"model": model, "method": method, "optimizer": optimizer, "rates": [], "step": 0}
+        runs[name] = {"model": model, "method": method, "optimizer": optimizer, "params": params, "lazy": lazy}
+        runs[name].update(rates=[], step=0)
+    shutil.rmtree(work, ignore_errors=True)
     features = task.encode(train, tokenizer)
     rng = random.Random(0)
     batches = [task.collate(rng.sample(features, batch_size), tokenizer) for _ in range(steps)]
     dtype = torch.bfloat16 if native_bf16() and batch_size >= 8 else None
+    for run in runs.values():
+        run["frozen"] = FrozenCast(run["model"], dtype) if dtype is not None else None
     for round_no in range(spec["speed_rounds"] + 1):  # round 0 warms up and is dropped
         for name in spec["methods"]:
             run = runs[name]
             model, optimizer = run["model"], run["optimizer"]
             model.train()
-            started = time.perf_counter()
-            for batch in batches:
-                with torch.autocast("cpu", dtype=dtype, enabled=dtype is not None):
-                    loss = task.loss(model, batch)
-                loss.float().backward()
-                optimizer.step()
-                run["step"] += 1
-                run["method"].after_step(model, run["step"])
-                optimizer.zero_grad(set_to_none=True)
-            rate = batch_size * steps / (time.perf_counter() - started)
+            with contextlib.ExitStack() as stack:
+                if run["lazy"] is not None:
+                    run["lazy"].sparse = True
+                    stack.callback(setattr, run["lazy"], "sparse", False)
+                stack.enter_context(fast_dropout_training(model))
+                stack.enter_context(fast_encoder_training(model, first_token_only=task.first_token_head))
+                started = time.perf_counter()
+                for batch in batches:
+                    optimizer.zero_grad(set_to_none=True)
+                    with run["frozen"].applied() if run["frozen"] else contextlib.nullcontext():
+                        with torch.autocast("cpu", dtype=dtype, enabled=dtype is not None):
+                            loss = task.loss(model, batch)
+                        loss.float().backward()
+                    clipped_step(optimizer, run["params"], 1.0)
+                    run["step"] += 1
+                    run["method"].after_step(model, run["step"])
+                rate = batch_size * steps / (time.perf_counter() - started)
             if round_no:
                 run["rates"].append(rate)
         _log(f"    speed round {round_no}: " + ", ".join(f"{n} {runs[n]['rates'][-1]:.1f}/s" for n in runs if round_no))

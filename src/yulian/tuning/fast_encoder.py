@@ -29,7 +29,7 @@ from typing import Any
 
 from yulian._optional import require
 
-__all__ = ["FIRST_TOKEN_HEADS", "fast_encoder_training", "first_token_head"]
+__all__ = ["FIRST_TOKEN_HEADS", "FrozenCast", "fast_encoder_training", "first_token_head"]
 
 FIRST_TOKEN_HEADS = frozenset(
     {
@@ -199,3 +199,40 @@ def fast_encoder_training(model: Any, first_token_only: bool = False) -> Iterato
                 del module.forward
             else:
                 module.forward = previous
+
+
+class FrozenCast:
+    """Low-precision copies of a model's frozen `nn.Linear` weights and biases, swapped in for each training step
+    under autocast.
+
+    Autocast casts every weight of a linear layer to bf16 (fp16) in every forward pass. A frozen weight (the base
+    model under LoRA, IA3, adapters, prefix tuning; the frozen layers of `freeze`) never changes, so casting it
+    once is enough: inside `applied()` the layers hold their cast copies (autocast's cast is then a no-op, and the
+    products are the same to the bit), outside it the original fp32 tensors, so evaluation and saving see the
+    model as it was.
+    """
+
+    def __init__(self, model: Any, dtype: Any) -> None:
+        torch = require("torch", extra="hf")
+        self.pairs: list[tuple[Any, Any]] = []
+        for module in model.modules():
+            if type(module) is not torch.nn.Linear:
+                continue
+            for param in (module.weight, module.bias):
+                if param is not None and not param.requires_grad and param.dtype == torch.float32:
+                    self.pairs.append((param, param.detach().to(dtype)))
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    @contextlib.contextmanager
+    def applied(self) -> Iterator[None]:
+        """Within the block, the frozen layers hold their cast copies."""
+        originals = [param.data for param, _ in self.pairs]
+        for param, cast in self.pairs:
+            param.data = cast
+        try:
+            yield
+        finally:
+            for (param, _), original in zip(self.pairs, originals, strict=True):
+                param.data = original

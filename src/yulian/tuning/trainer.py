@@ -33,7 +33,7 @@ from yulian.tuning.augment import EpochAugmentation, check_augment
 from yulian.tuning.checkpoints import CheckpointStore
 from yulian.tuning.distributed import Distributed
 from yulian.tuning.fast_dropout import fast_dropout_training
-from yulian.tuning.fast_encoder import fast_encoder_training
+from yulian.tuning.fast_encoder import FrozenCast, fast_encoder_training
 from yulian.tuning.methods import get_method, trainable_summary
 from yulian.tuning.optim import clip_grad_norm, clipped_step, lazy_adamw, param_groups
 from yulian.tuning.tasks.base import Task
@@ -80,7 +80,8 @@ class TrainConfig:
         lazy_embeddings: on the CPU with AdamW, update a large trainable input-embedding matrix only in the rows
             each batch used (`yulian.tuning.optim.lazy_adamw`) instead of all of it every step.
         fast_encoder: BERT-style encoders compute Q/K/V in one product and, under a first-token classification
-            head, only position 0 of their last layer (`yulian.tuning.fast_encoder`: same outputs and gradients).
+            head, only position 0 of their last layer; under autocast, frozen linear weights are cast once instead
+            of every step (`yulian.tuning.fast_encoder`: same outputs and gradients).
         eval_every: "epoch" or a number of steps; a checkpoint is written at each evaluation.
         patience: stop after this many evaluations without improvement (None: never stop early).
         metric: the metric that picks the best checkpoint (default: the task's first metric).
@@ -543,8 +544,11 @@ class Trainer:
             cleanup.callback(setattr, self._lazy_embedding, "sparse", False)
         if cfg.fast_dropout and autocast_device == "cpu":
             cleanup.enter_context(fast_dropout_training(model))
+        frozen = None
         if cfg.fast_encoder and self._dp is None:  # DP-SGD's per-example hooks need the modules' own forwards
             cleanup.enter_context(fast_encoder_training(model, first_token_only=task.first_token_head))
+            if dtype is not None:
+                frozen = FrozenCast(model, dtype) or None  # frozen linear weights cast once, not every step
         last_metric = state.evals[-1].get(self.metric) if state.evals else None
         try:
             while state.step < total and not state.stopped_early:
@@ -559,30 +563,32 @@ class Trainer:
                     optimizer.zero_grad(set_to_none=True)
                     n = sum(len(idx) for idx in group)
                     step_loss = 0.0
-                    for j, idx in enumerate(group):
-                        batch = task.collate([features[i] for i in idx], tokenizer)
-                        batch = {k: v.to(device) for k, v in batch.items()}
+                    step_block = frozen.applied() if frozen is not None else contextlib.nullcontext()
+                    with step_block:  # forward and backward see the same (cast) frozen weights
+                        for j, idx in enumerate(group):
+                            batch = task.collate([features[i] for i in idx], tokenizer)
+                            batch = {k: v.to(device) for k, v in batch.items()}
 
-                        def loss_of(batch: dict[str, Any] = batch, share: float = len(idx) / n) -> Any:
-                            with (
-                                attention(),
-                                torch.autocast(device_type=autocast_device, dtype=dtype, enabled=dtype is not None),
-                            ):
-                                loss = task.loss(train_model, batch)
-                                if self.loss_hook is not None:
-                                    loss = self.loss_hook(model, loss)
-                            return loss.float() * share
+                            def loss_of(batch: dict[str, Any] = batch, share: float = len(idx) / n) -> Any:
+                                with (
+                                    attention(),
+                                    torch.autocast(device_type=autocast_device, dtype=dtype, enabled=dtype is not None),
+                                ):
+                                    loss = task.loss(train_model, batch)
+                                    if self.loss_hook is not None:
+                                        loss = self.loss_hook(model, loss)
+                                return loss.float() * share
 
-                        def backward(scaled: Any) -> None:
-                            (scaler.scale(scaled) if scaler is not None else scaled).backward()
+                            def backward(scaled: Any) -> None:
+                                (scaler.scale(scaled) if scaler is not None else scaled).backward()
 
-                        with dist.no_sync(train_model, sync=j == len(group) - 1):
-                            with adversary.clean_pass() if adversary is not None else contextlib.nullcontext():
-                                scaled = loss_of()
-                            backward(scaled)
-                            if adversary is not None:
-                                adversary.attack(loss_of, backward)
-                        step_loss += float(scaled.detach())
+                            with dist.no_sync(train_model, sync=j == len(group) - 1):
+                                with adversary.clean_pass() if adversary is not None else contextlib.nullcontext():
+                                    scaled = loss_of()
+                                backward(scaled)
+                                if adversary is not None:
+                                    adversary.attack(loss_of, backward)
+                            step_loss += float(scaled.detach())
                     clip = cfg.max_grad_norm if self._dp is None else None  # DP-SGD clips each example instead
                     lr = float(scheduler.get_last_lr()[0])
                     if scaler is not None:

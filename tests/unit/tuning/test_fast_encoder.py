@@ -159,3 +159,31 @@ def test_eager_attention_keeps_the_original_code() -> None:
     with fast_encoder_training(model, first_token_only=True):
         fast, _ = _loss_and_grads(model, batch)
     assert torch.equal(fast, logits)
+
+
+def test_frozen_cast_gives_the_same_step_and_restores_the_weights() -> None:
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from yulian.tuning.fast_encoder import FrozenCast
+
+    model = get_peft_model(
+        _model(), LoraConfig(r=4, lora_alpha=8, target_modules=["query", "value"], task_type="SEQ_CLS")
+    )
+    model.train()
+    batch = _batch(5)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logits, grads = _loss_and_grads(model, batch)
+    frozen = FrozenCast(model, torch.bfloat16)
+    base = model.base_model.model.bert.encoder.layer[0].attention.self.key.weight
+    assert len(frozen) > 0 and base.dtype == torch.float32
+    with frozen.applied():
+        assert base.dtype == torch.bfloat16  # cast once, held for the whole step (forward and backward)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            cast_logits, cast_grads = _loss_and_grads(model, batch)
+    assert base.dtype == torch.float32
+    assert torch.equal(cast_logits, logits)  # autocast's own cast gives the same bf16 numbers
+    for name, grad in grads.items():
+        assert torch.equal(cast_grads[name], grad), name
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    assert all(p.dtype == torch.float32 for p in trainable)  # only frozen weights are cast
