@@ -75,12 +75,6 @@ def _is_encoder_layer(module: Any) -> bool:
     )
 
 
-def _plain_linear(torch: Any, *modules: Any) -> bool:
-    return all(type(m) is torch.nn.Linear and m.bias is not None for m in modules) and (
-        len({(m.in_features, m.weight.dtype) for m in modules}) == 1
-    )
-
-
 def _attention_function(module: Any) -> Any:
     """The registered attention function of the module's config (None for "eager": the original code runs)."""
     from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
@@ -95,10 +89,74 @@ def _heads(tensor: Any, rows: int, length: int, size: int) -> Any:
     return tensor.view(rows, length, -1, size).transpose(1, 2)
 
 
-def _fused_self_attention(original: Any) -> Any:
-    torch = require("torch", extra="hf")
-    functional = torch.nn.functional
+def _lora_parts(torch: Any, module: Any) -> tuple[Any, list[tuple[Any, Any, Any, float]]] | None:
+    """(the plain `nn.Linear` that computes `module`'s base product, [(lora_A, lora_B, dropout, scaling) of each
+    active adapter]) for an `nn.Linear` with a bias or a peft LoRA `Linear` in its plain state (not merged,
+    adapters on, no DoRA-style variant); None for anything else (IA3, AdaLoRA, adapters...: not fused)."""
+    if type(module) is torch.nn.Linear:
+        return (module, []) if module.bias is not None else None
+    try:
+        from peft.tuners.lora.layer import Linear as LoraLinear
+    except ImportError:  # pragma: no cover - peft is in the tune extra
+        return None
+    base: Any = getattr(module, "base_layer", None)
+    if type(module) is not LoraLinear or type(base) is not torch.nn.Linear or base.bias is None:
+        return None
+    if module.merged or module.disable_adapters:
+        return None
+    parts = []
+    for name in module.active_adapters:
+        if name not in module.lora_A:
+            continue
+        if name in getattr(module, "lora_variant", {}):
+            return None
+        parts.append((module.lora_A[name], module.lora_B[name], module.lora_dropout[name], module.scaling[name]))
+    return base, parts
 
+
+def _fusable(torch: Any, *modules: Any) -> bool:
+    parts = [_lora_parts(torch, m) for m in modules]
+    return all(p is not None for p in parts) and len({(p[0].in_features, p[0].weight.dtype) for p in parts if p}) == 1
+
+
+class _Fused:
+    """One product for several projections of the same input (plain or LoRA linear layers): the base weights
+    concatenated (the concatenation of frozen weights is kept while they do not change), each LoRA update added
+    to its slice, the input cast once under autocast."""
+
+    def __init__(self, modules: tuple[Any, ...]) -> None:
+        self.modules = modules
+        self._cached: tuple[tuple[Any, ...], Any, Any] | None = None
+
+    def _weights(self, torch: Any, bases: list[Any], dtype: Any) -> tuple[Any, Any]:
+        tensors = [t for base in bases for t in (base.weight, base.bias)]
+        if any(t.requires_grad for t in tensors):  # cast, then concatenate: half the bytes to copy under autocast
+            weights = [b.weight if dtype is None else b.weight.to(dtype) for b in bases]
+            biases = [b.bias if dtype is None else b.bias.to(dtype) for b in bases]
+            return torch.cat(weights), torch.cat(biases)
+        key = tuple((t.data_ptr(), t._version, t.dtype) for t in tensors)
+        if self._cached is None or self._cached[0] != key:
+            with torch.no_grad():
+                weight, bias = torch.cat([b.weight for b in bases]), torch.cat([b.bias for b in bases])
+            self._cached = (key, weight, bias)
+        return self._cached[1], self._cached[2]
+
+    def __call__(self, x: Any) -> list[Any]:
+        torch = require("torch", extra="hf")
+        parts = [_lora_parts(torch, m) for m in self.modules]
+        device = x.device.type
+        dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else None
+        if dtype is not None:
+            x = x.to(dtype)  # once, instead of once per product
+        weight, bias = self._weights(torch, [p[0] for p in parts if p], dtype)
+        outputs = list(torch.nn.functional.linear(x, weight, bias).split([p[0].out_features for p in parts if p], -1))
+        for i, part in enumerate(parts):
+            for lora_a, lora_b, dropout, scaling in part[1] if part else []:
+                outputs[i] = torch.add(outputs[i], lora_b(lora_a(dropout(x))), alpha=scaling)
+        return outputs
+
+
+def _fused_self_attention(original: Any, fused: _Fused) -> Any:
     def forward(self: Any, hidden_states: Any, attention_mask: Any = None, *args: Any, **kwargs: Any) -> Any:
         function = _attention_function(self)
         if (
@@ -111,9 +169,7 @@ def _fused_self_attention(original: Any) -> Any:
             return original(hidden_states, attention_mask, *args, **kwargs)
         rows, length = hidden_states.shape[:2]
         size = self.attention_head_size
-        weight = torch.cat([self.query.weight, self.key.weight, self.value.weight])
-        bias = torch.cat([self.query.bias, self.key.bias, self.value.bias])
-        query, key, value = _heads(functional.linear(hidden_states, weight, bias), rows, length, size).chunk(3, dim=1)
+        query, key, value = (_heads(t, rows, length, size) for t in fused(hidden_states))
         output, weights = function(
             self,
             query,
@@ -128,10 +184,7 @@ def _fused_self_attention(original: Any) -> Any:
     return forward
 
 
-def _first_token_layer(original: Any, fuse_kv: bool) -> Any:
-    torch = require("torch", extra="hf")
-    functional = torch.nn.functional
-
+def _first_token_layer(original: Any, fused_kv: _Fused | None) -> Any:
     def forward(self: Any, hidden_states: Any, attention_mask: Any = None, *args: Any, **kwargs: Any) -> Any:
         cross = args[0] if args else kwargs.get("encoder_hidden_states")
         function = _attention_function(self.attention.self)
@@ -142,10 +195,8 @@ def _first_token_layer(original: Any, fuse_kv: bool) -> Any:
         size = attention.attention_head_size
         first = hidden_states[:, :1]
         query = _heads(attention.query(first), rows, 1, size)
-        if fuse_kv:
-            weight = torch.cat([attention.key.weight, attention.value.weight])
-            bias = torch.cat([attention.key.bias, attention.value.bias])
-            key, value = _heads(functional.linear(hidden_states, weight, bias), rows, length, size).chunk(2, dim=1)
+        if fused_kv is not None:
+            key, value = (_heads(t, rows, length, size) for t in fused_kv(hidden_states))
         else:
             key = _heads(attention.key(hidden_states), rows, length, size)
             value = _heads(attention.value(hidden_states), rows, length, size)
@@ -185,12 +236,15 @@ def fast_encoder_training(model: Any, first_token_only: bool = False) -> Iterato
     try:
         for layer in layers:
             attention = layer.attention.self
-            fusable = _plain_linear(torch, attention.query, attention.key, attention.value)
             if layer is last:
-                patch(layer, _first_token_layer(layer.forward, _plain_linear(torch, attention.key, attention.value)))
+                kv = (attention.key, attention.value)
+                patch(layer, _first_token_layer(layer.forward, _Fused(kv) if _fusable(torch, *kv) else None))
                 counts["first_token"] = 1
-            elif fusable:
-                patch(attention, _fused_self_attention(attention.forward))
+            elif _fusable(torch, attention.query, attention.key, attention.value):
+                patch(
+                    attention,
+                    _fused_self_attention(attention.forward, _Fused((attention.query, attention.key, attention.value))),
+                )
                 counts["fused"] += 1
         yield counts
     finally:
