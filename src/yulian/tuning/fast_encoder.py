@@ -23,6 +23,7 @@ wrapped projections for the fusion) keep their own forward.
 from __future__ import annotations
 
 import contextlib
+import sys
 import types
 from collections.abc import Iterator
 from typing import Any
@@ -91,16 +92,16 @@ def _heads(tensor: Any, rows: int, length: int, size: int) -> Any:
 
 def _lora_parts(torch: Any, module: Any) -> tuple[Any, list[tuple[Any, Any, Any, float]]] | None:
     """(the plain `nn.Linear` that computes `module`'s base product, [(lora_A, lora_B, dropout, scaling) of each
-    active adapter]) for an `nn.Linear` with a bias or a peft LoRA `Linear` in its plain state (not merged,
+    active adapter]) for an `nn.Linear` or a peft LoRA `Linear` in its plain state (not merged,
     adapters on, no DoRA-style variant); None for anything else (IA3, AdaLoRA, adapters...: not fused)."""
     if type(module) is torch.nn.Linear:
-        return (module, []) if module.bias is not None else None
+        return module, []
     try:
         from peft.tuners.lora.layer import Linear as LoraLinear
     except ImportError:  # pragma: no cover - peft is in the tune extra
         return None
     base: Any = getattr(module, "base_layer", None)
-    if type(module) is not LoraLinear or type(base) is not torch.nn.Linear or base.bias is None:
+    if type(module) is not LoraLinear or type(base) is not torch.nn.Linear:
         return None
     if module.merged or module.disable_adapters:
         return None
@@ -116,7 +117,10 @@ def _lora_parts(torch: Any, module: Any) -> tuple[Any, list[tuple[Any, Any, Any,
 
 def _fusable(torch: Any, *modules: Any) -> bool:
     parts = [_lora_parts(torch, m) for m in modules]
-    return all(p is not None for p in parts) and len({(p[0].in_features, p[0].weight.dtype) for p in parts if p}) == 1
+    if any(p is None for p in parts):
+        return False
+    bases = [p[0] for p in parts if p]
+    return len({(b.in_features, b.weight.dtype, b.bias is None) for b in bases}) == 1
 
 
 class _Fused:
@@ -129,15 +133,18 @@ class _Fused:
         self._cached: tuple[tuple[Any, ...], Any, Any] | None = None
 
     def _weights(self, torch: Any, bases: list[Any], dtype: Any) -> tuple[Any, Any]:
-        tensors = [t for base in bases for t in (base.weight, base.bias)]
+        def cat(tensors: list[Any]) -> Any:
+            return None if tensors[0] is None else torch.cat(tensors)
+
+        tensors = [t for base in bases for t in (base.weight, base.bias) if t is not None]
         if any(t.requires_grad for t in tensors):  # cast, then concatenate: half the bytes to copy under autocast
             weights = [b.weight if dtype is None else b.weight.to(dtype) for b in bases]
-            biases = [b.bias if dtype is None else b.bias.to(dtype) for b in bases]
-            return torch.cat(weights), torch.cat(biases)
+            biases = [b.bias if dtype is None or b.bias is None else b.bias.to(dtype) for b in bases]
+            return cat(weights), cat(biases)
         key = tuple((t.data_ptr(), t._version, t.dtype) for t in tensors)
         if self._cached is None or self._cached[0] != key:
             with torch.no_grad():
-                weight, bias = torch.cat([b.weight for b in bases]), torch.cat([b.bias for b in bases])
+                weight, bias = cat([b.weight for b in bases]), cat([b.bias for b in bases])
             self._cached = (key, weight, bias)
         return self._cached[1], self._cached[2]
 
@@ -218,16 +225,80 @@ def _first_token_layer(original: Any, fused_kv: _Fused | None) -> Any:
     return forward
 
 
+def _is_llama_attention(module: Any) -> bool:
+    """transformers' Llama attention (q/k/v/o projections, rotary embeddings); other decoders that share the shape
+    but pass extra attention arguments (sliding windows: Mistral, Qwen2) keep their own forward."""
+    return type(module).__name__ == "LlamaAttention" and all(
+        hasattr(module, name) for name in ("q_proj", "k_proj", "v_proj", "o_proj", "head_dim", "scaling", "config")
+    )
+
+
+def _is_gated_mlp(module: Any) -> bool:
+    """A gated feed-forward block: down(act(gate(x)) * up(x)) (Llama, Mistral, Qwen2, SmolLM2...)."""
+    return type(module).__name__.endswith("MLP") and all(
+        hasattr(module, name) for name in ("gate_proj", "up_proj", "down_proj", "act_fn")
+    )
+
+
+def _fused_llama_attention(original: Any, fused: _Fused, rotary: Any) -> Any:
+    def forward(
+        self: Any,
+        hidden_states: Any,
+        position_embeddings: Any = None,
+        attention_mask: Any = None,
+        *args: Any,
+        **kwargs: Any,
+    ) -> Any:
+        function = _attention_function(self)
+        if function is None or not self.training or args or position_embeddings is None:
+            return original(hidden_states, position_embeddings, attention_mask, *args, **kwargs)
+        cache = kwargs.pop("cache", None)
+        legacy = kwargs.pop("past_key_values", None)
+        cache = cache if cache is not None else legacy
+        shape = (*hidden_states.shape[:-1], -1, self.head_dim)
+        query, key, value = (t.view(shape).transpose(1, 2) for t in fused(hidden_states))
+        cos, sin = position_embeddings
+        query, key = rotary(query, key, cos, sin)
+        if cache is not None:  # as the original: a training forward of a model with use_cache fills one
+            key, value = cache.update(key, value, self.layer_idx, kwargs=kwargs)
+        output, weights = function(
+            self,
+            query,
+            key,
+            value,
+            attention_mask,
+            dropout=self.attention_dropout,
+            scaling=self.scaling,
+            **kwargs,
+        )
+        output = output.reshape(*hidden_states.shape[:-1], -1).contiguous()
+        return self.o_proj(output), weights
+
+    return forward
+
+
+def _fused_mlp(original: Any, fused: _Fused) -> Any:
+    def forward(self: Any, x: Any) -> Any:
+        if not self.training:
+            return original(x)
+        gate, up = fused(x)
+        return self.down_proj(self.act_fn(gate) * up)
+
+    return forward
+
+
 @contextlib.contextmanager
 def fast_encoder_training(model: Any, first_token_only: bool = False) -> Iterator[dict[str, int]]:
     """Within the block, `model`'s BERT-style self-attention layers compute Q/K/V in one product and, with
     `first_token_only` and a first-token classification head, its last encoder layer computes position 0 only.
-    Yields {"fused": layers fused, "first_token": 1 if the last layer was cut to position 0 else 0}."""
+    Llama attention layers fuse Q/K/V and gated feed-forward blocks fuse their gate and up projections the same
+    way. Yields {"fused": attention layers fused, "first_token": 1 if the last layer was cut to position 0 else
+    0, "fused_mlp": gated feed-forward blocks fused}."""
     torch = require("torch", extra="hf")
     patched: list[tuple[Any, Any]] = []
     layers = [m for m in model.modules() if _is_encoder_layer(m)]
     last: Any = layers[-1] if layers and first_token_only and first_token_head(model) else None
-    counts = {"fused": 0, "first_token": 0}
+    counts = {"fused": 0, "first_token": 0, "fused_mlp": 0}
 
     def patch(module: Any, forward: Any) -> None:
         patched.append((module, module.__dict__.get("forward")))
@@ -246,6 +317,15 @@ def fast_encoder_training(model: Any, first_token_only: bool = False) -> Iterato
                     _fused_self_attention(attention.forward, _Fused((attention.query, attention.key, attention.value))),
                 )
                 counts["fused"] += 1
+        for module in list(model.modules()):
+            if _is_llama_attention(module) and _fusable(torch, module.q_proj, module.k_proj, module.v_proj):
+                projections = (module.q_proj, module.k_proj, module.v_proj)
+                rotary = sys.modules[type(module).__module__].apply_rotary_pos_emb
+                patch(module, _fused_llama_attention(module.forward, _Fused(projections), rotary))
+                counts["fused"] += 1
+            elif _is_gated_mlp(module) and _fusable(torch, module.gate_proj, module.up_proj):
+                patch(module, _fused_mlp(module.forward, _Fused((module.gate_proj, module.up_proj))))
+                counts["fused_mlp"] += 1
         yield counts
     finally:
         for module, previous in reversed(patched):

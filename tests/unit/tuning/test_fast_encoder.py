@@ -67,7 +67,7 @@ def test_same_logits_and_gradients_as_the_original(kind: str) -> None:
     calls: list[int] = []
     model.base_model.encoder.layer[0].attention.self.query.register_forward_hook(lambda *_: calls.append(1))
     with fast_encoder_training(model, first_token_only=True) as counts:
-        assert counts == {"fused": 2, "first_token": 1}
+        assert counts == {"fused": 2, "first_token": 1, "fused_mlp": 0}
         fast_logits, fast_grads = _loss_and_grads(model, batch)
         assert not calls  # the fused product ran instead of the query module
         encoder = model.base_model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
@@ -103,10 +103,10 @@ def test_the_last_layer_is_cut_only_for_first_token_heads() -> None:
     tagger.train()
     ids = torch.randint(0, 50, (2, 5))
     with fast_encoder_training(tagger, first_token_only=True) as counts:
-        assert counts == {"fused": 2, "first_token": 0}
+        assert counts == {"fused": 2, "first_token": 0, "fused_mlp": 0}
         assert tagger(input_ids=ids).logits.shape == (2, 5, 3)  # every position still tagged
     with fast_encoder_training(_model(), first_token_only=False) as counts:
-        assert counts == {"fused": 3, "first_token": 0}
+        assert counts == {"fused": 3, "first_token": 0, "fused_mlp": 0}
 
 
 def test_evaluation_inside_the_block_runs_the_original_and_the_model_is_restored() -> None:
@@ -147,7 +147,7 @@ def test_lora_projections_are_fused_with_their_updates_and_still_match(autocast:
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
         logits, grads = _loss_and_grads(model, batch)
     with fast_encoder_training(model, first_token_only=True) as counts:
-        assert counts == {"fused": 2, "first_token": 1}
+        assert counts == {"fused": 2, "first_token": 1, "fused_mlp": 0}
         for _ in range(2):  # the second step reuses the concatenated frozen weights
             with (
                 frozen.applied() if autocast else contextlib.nullcontext(),
@@ -174,7 +174,7 @@ def test_ia3_and_adalora_layers_keep_their_own_forward() -> None:
     )
     model.train()
     with fast_encoder_training(model, first_token_only=True) as counts:
-        assert counts == {"fused": 0, "first_token": 1}
+        assert counts == {"fused": 0, "first_token": 1, "fused_mlp": 0}
 
 
 def test_eager_attention_keeps_the_original_code() -> None:
@@ -216,3 +216,46 @@ def test_frozen_cast_gives_the_same_step_and_restores_the_weights() -> None:
         assert torch.equal(cast_grads[name], grad), name
     trainable = [p for p in model.parameters() if p.requires_grad]
     assert all(p.dtype == torch.float32 for p in trainable)  # only frozen weights are cast
+
+
+@pytest.mark.parametrize("lora", [False, True])
+def test_llama_attention_and_gated_mlp_are_fused_exactly(lora: bool) -> None:
+    import torch
+    import transformers
+
+    torch.manual_seed(0)
+    config = transformers.LlamaConfig(
+        vocab_size=120,
+        hidden_size=32,
+        intermediate_size=48,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=64,
+        num_labels=3,
+        pad_token_id=0,
+        attn_implementation="sdpa",
+    )
+    model: Any = transformers.LlamaForSequenceClassification(config)
+    if lora:
+        from peft import LoraConfig, get_peft_model
+
+        model = get_peft_model(model, LoraConfig(r=4, target_modules=["q_proj", "v_proj"], task_type="SEQ_CLS"))
+        for name, param in model.named_parameters():
+            if "lora_B" in name:
+                torch.nn.init.normal_(param, std=0.1)
+    model.train()
+    batch = _batch(6)
+    logits, grads = _loss_and_grads(model, batch)
+    calls: list[int] = []
+    base = model.get_base_model() if lora else model
+    base.model.layers[0].mlp.gate_proj.register_forward_hook(lambda *_: calls.append(1))
+    base.model.layers[0].self_attn.k_proj.register_forward_hook(lambda *_: calls.append(2))
+    with fast_encoder_training(model, first_token_only=True) as counts:
+        assert counts == {"fused": 2, "first_token": 0, "fused_mlp": 2}
+        fast_logits, fast_grads = _loss_and_grads(model, batch)
+        assert not calls  # the fused Q/K/V and gate/up products ran
+    assert torch.allclose(fast_logits, logits, atol=1e-5)
+    assert fast_grads.keys() == grads.keys()
+    for name, grad in grads.items():
+        assert torch.allclose(fast_grads[name], grad, atol=1e-5, rtol=1e-4), name
