@@ -35,6 +35,8 @@ def machine_info() -> dict[str, Any]:
         "platform": platform.platform(),
         "python": platform.python_version(),
         "loadavg_start": os.getloadavg(),
+        # spinning (the default) vs sleeping OpenMP threads: ~15-20% on small CPU training steps (2026-11-29)
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default"),
     }
 
 

@@ -339,7 +339,12 @@ def _markdown(payload: dict[str, Any]) -> str:
             f"{paired or 0:.1f} | {ratio} | {r['peak_rss_mb']:,.0f} MB | {r['saved_bytes'] / 1e6:.2f} MB | {share} |"
         )
     out += ["", "Against the targets (LoRA):", ""] + [f"- {line}" for line in payload["verdicts"]]
-    out += ["", f"Machine: {payload['machine']['cpu_model']}, {payload['machine']['cpus']} CPUs; {payload['date']}."]
+    machine = payload["machine"]
+    out += [
+        "",
+        f"Machine: {machine['cpu_model']}, {machine['cpus']} CPUs, OpenMP wait policy "
+        f"{machine.get('omp_wait_policy', 'default')}; {payload['date']}.",
+    ]
     return "\n".join(out) + "\n"
 
 

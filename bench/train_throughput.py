@@ -334,7 +334,8 @@ def write_markdown(report: dict[str, Any], command: str) -> str:
         f"MiniLM-L6 full fine-tuning, batch {BATCH}, max_length {MAX_LENGTH}, lr {LR:g}, weight decay "
         f"{WEIGHT_DECAY}, linear schedule, clip 1.0, seed {SEED}; {report['steps']} optimiser steps per "
         f"measurement, {report['rounds']} interleaved rounds (A B C ...), each in its own process, "
-        f"{report['threads']} torch threads. Medians; timed: the training steps only.",
+        f"{report['threads']} torch threads, OpenMP wait policy "
+        f"{report['machine'].get('omp_wait_policy', 'default')}. Medians; timed: the training steps only.",
         "",
         f"CPU: {report['machine']['cpu_model']}. Measured matmul ceiling ({report['threads']} threads): "
         f"bf16 {c['bf16_gflops']:.0f} GFLOP/s (n={c['bf16_n']}), fp32 {c['fp32_gflops']:.0f} GFLOP/s "

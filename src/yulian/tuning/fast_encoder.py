@@ -23,6 +23,7 @@ wrapped projections for the fusion) keep their own forward.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import sys
 import types
 from collections.abc import Iterator
@@ -55,34 +56,82 @@ def first_token_head(model: Any) -> bool:
     return type(_unwrap(model)).__name__ in FIRST_TOKEN_HEADS
 
 
+def _same_code(module: Any, reference: Any) -> bool:
+    """Whether `module`'s class runs the same forward code as the transformers class `reference` (bytecode, names
+    and constants), so that classes copied from it (RoBERTa, ELECTRA, XLM-R from BERT; Mistral's MLP from Llama's)
+    qualify and look-alikes that compute something else (extra dropouts, multipliers, relative positions) do not."""
+    try:
+        mine = inspect.unwrap(type(module).forward).__code__
+        theirs = inspect.unwrap(reference.forward).__code__
+    except AttributeError:
+        return False
+    return (mine.co_code, mine.co_names, mine.co_consts) == (theirs.co_code, theirs.co_names, theirs.co_consts)
+
+
+def _bert() -> Any:
+    from transformers.models.bert import modeling_bert
+
+    return modeling_bert
+
+
 def _is_self_attention(module: Any) -> bool:
     return (
-        all(hasattr(module, name) for name in ("query", "key", "value", "attention_head_size", "scaling", "config"))
+        type(module).__name__.endswith("SelfAttention")
         and not getattr(module, "is_decoder", False)
-        and type(module).__name__.endswith("SelfAttention")
+        and _same_code(module, _bert().BertSelfAttention)
     )
 
 
 def _is_encoder_layer(module: Any) -> bool:
+    bert = _bert()
     attention = getattr(module, "attention", None)
     return (
         attention is not None
-        and _is_self_attention(getattr(attention, "self", None))
-        and hasattr(attention, "output")
-        and hasattr(module, "intermediate")
-        and hasattr(module, "output")
         and not getattr(module, "is_decoder", False)
         and not getattr(module, "add_cross_attention", False)
+        and _same_code(module, bert.BertLayer)
+        and _same_code(attention, bert.BertAttention)
+        and _is_self_attention(getattr(attention, "self", None))
+        and _same_code(getattr(attention, "output", None), bert.BertSelfOutput)
+        and _same_code(getattr(module, "intermediate", None), bert.BertIntermediate)
+        and _same_code(getattr(module, "output", None), bert.BertOutput)
     )
 
 
-def _attention_function(module: Any) -> Any:
-    """The registered attention function of the module's config (None for "eager": the original code runs)."""
+def _last_encoder_layer(torch: Any, model: Any) -> Any:
+    """The last layer of the model's one BERT-style layer list, if that layer is a plain BERT layer (else None:
+    cutting an earlier layer would feed one position to the layers after it)."""
+    lists = [
+        m
+        for m in model.modules()
+        if isinstance(m, torch.nn.ModuleList) and len(m) and any(_is_encoder_layer(c) for c in m)
+    ]
+    if len(lists) != 1:
+        return None
+    return lists[0][-1] if _is_encoder_layer(lists[0][-1]) else None
+
+
+_QUERY_LENGTH_FREE = ("sdpa", "yulian_cpu_dropout")
+"""Attention implementations whose masks slice to one query row (flex attention's block masks do not)."""
+
+_CACHE_KEYS = ("cache", "past_key_values", "encoder_hidden_states", "encoder_attention_mask")
+
+
+def _attention_function(module: Any, first_token: bool = False) -> Any:
+    """The registered attention function of the module's config; None (the original code runs) for "eager", and
+    for implementations other than sdpa and yulian's CPU dropout attention when the query is one position."""
     from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
     implementation = module.config._attn_implementation
+    if implementation in (None, "eager") or (first_token and implementation not in _QUERY_LENGTH_FREE):
+        return None
     functions: Any = ALL_ATTENTION_FUNCTIONS
-    return None if implementation in (None, "eager") else functions.get(implementation)
+    return functions.get(implementation)
+
+
+def _passed_on(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The keyword arguments the original forward hands to the attention function."""
+    return {k: v for k, v in kwargs.items() if k not in _CACHE_KEYS}
 
 
 def _heads(tensor: Any, rows: int, length: int, size: int) -> Any:
@@ -151,15 +200,21 @@ class _Fused:
     def __call__(self, x: Any) -> list[Any]:
         torch = require("torch", extra="hf")
         parts = [_lora_parts(torch, m) for m in self.modules]
+        if any(part is None for part in parts):  # a LoRA layer merged or switched off since: the modules' own way
+            return [m(x) for m in self.modules]
         device = x.device.type
         dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else None
-        if dtype is not None:
-            x = x.to(dtype)  # once, instead of once per product
+        cast = x.to(dtype) if dtype is not None else x  # once, instead of once per product
         weight, bias = self._weights(torch, [p[0] for p in parts if p], dtype)
-        outputs = list(torch.nn.functional.linear(x, weight, bias).split([p[0].out_features for p in parts if p], -1))
+        sizes = [p[0].out_features for p in parts if p]
+        outputs = list(torch.nn.functional.linear(cast, weight, bias).split(sizes, -1))
         for i, part in enumerate(parts):
             for lora_a, lora_b, dropout, scaling in part[1] if part else []:
-                outputs[i] = torch.add(outputs[i], lora_b(lora_a(dropout(x))), alpha=scaling)
+                # as peft: the input in the adapter's dtype, dropped out before any autocast rounding (with no
+                # dropout, autocast's cast of that input is `cast`, to the bit)
+                plain = dtype is not None and isinstance(dropout, torch.nn.Identity)
+                update = lora_b(lora_a(dropout(cast if plain else x.to(lora_a.weight.dtype))))
+                outputs[i] = torch.add(outputs[i], update.to(outputs[i].dtype), alpha=scaling)
         return outputs
 
 
@@ -185,6 +240,7 @@ def _fused_self_attention(original: Any, fused: _Fused) -> Any:
             attention_mask,
             dropout=self.dropout.p,
             scaling=self.scaling,
+            **_passed_on(kwargs),
         )
         return output.reshape(rows, length, -1).contiguous(), weights
 
@@ -194,7 +250,7 @@ def _fused_self_attention(original: Any, fused: _Fused) -> Any:
 def _first_token_layer(original: Any, fused_kv: _Fused | None) -> Any:
     def forward(self: Any, hidden_states: Any, attention_mask: Any = None, *args: Any, **kwargs: Any) -> Any:
         cross = args[0] if args else kwargs.get("encoder_hidden_states")
-        function = _attention_function(self.attention.self)
+        function = _attention_function(self.attention.self, first_token=True)
         if function is None or not self.training or cross is not None or kwargs.get("cache") is not None:
             return original(hidden_states, attention_mask, *args, **kwargs)
         attention = self.attention.self
@@ -218,6 +274,7 @@ def _first_token_layer(original: Any, fused_kv: _Fused | None) -> Any:
             mask,
             dropout=attention.dropout.p,
             scaling=attention.scaling,
+            **_passed_on(kwargs),
         )
         output = self.attention.output(output.reshape(rows, 1, -1), first)
         return self.output(self.intermediate(output), output)
@@ -226,18 +283,19 @@ def _first_token_layer(original: Any, fused_kv: _Fused | None) -> Any:
 
 
 def _is_llama_attention(module: Any) -> bool:
-    """transformers' Llama attention (q/k/v/o projections, rotary embeddings); other decoders that share the shape
-    but pass extra attention arguments (sliding windows: Mistral, Qwen2) keep their own forward."""
-    return type(module).__name__ == "LlamaAttention" and all(
-        hasattr(module, name) for name in ("q_proj", "k_proj", "v_proj", "o_proj", "head_dim", "scaling", "config")
-    )
+    """transformers' Llama attention (q/k/v/o projections, rotary embeddings), or a class with its exact code;
+    decoders that pass more to the attention (sliding windows: Mistral, Qwen2) keep their own forward."""
+    from transformers.models.llama import modeling_llama
+
+    return type(module).__name__.endswith("Attention") and _same_code(module, modeling_llama.LlamaAttention)
 
 
 def _is_gated_mlp(module: Any) -> bool:
-    """A gated feed-forward block: down(act(gate(x)) * up(x)) (Llama, Mistral, Qwen2, SmolLM2...)."""
-    return type(module).__name__.endswith("MLP") and all(
-        hasattr(module, name) for name in ("gate_proj", "up_proj", "down_proj", "act_fn")
-    )
+    """A gated feed-forward block with the exact code of Llama's: down(act(gate(x)) * up(x)) (Llama, Mistral,
+    Qwen2, SmolLM2...); variants with dropouts, multipliers or sparsity keep their own forward."""
+    from transformers.models.llama import modeling_llama
+
+    return type(module).__name__.endswith("MLP") and _same_code(module, modeling_llama.LlamaMLP)
 
 
 def _fused_llama_attention(original: Any, fused: _Fused, rotary: Any) -> Any:
@@ -296,8 +354,7 @@ def fast_encoder_training(model: Any, first_token_only: bool = False) -> Iterato
     0, "fused_mlp": gated feed-forward blocks fused}."""
     torch = require("torch", extra="hf")
     patched: list[tuple[Any, Any]] = []
-    layers = [m for m in model.modules() if _is_encoder_layer(m)]
-    last: Any = layers[-1] if layers and first_token_only and first_token_head(model) else None
+    last = _last_encoder_layer(torch, model) if first_token_only and first_token_head(model) else None
     counts = {"fused": 0, "first_token": 0, "fused_mlp": 0}
 
     def patch(module: Any, forward: Any) -> None:
@@ -305,17 +362,16 @@ def fast_encoder_training(model: Any, first_token_only: bool = False) -> Iterato
         module.forward = types.MethodType(forward, module)
 
     try:
-        for layer in layers:
-            attention = layer.attention.self
-            if layer is last:
-                kv = (attention.key, attention.value)
-                patch(layer, _first_token_layer(layer.forward, _Fused(kv) if _fusable(torch, *kv) else None))
-                counts["first_token"] = 1
-            elif _fusable(torch, attention.query, attention.key, attention.value):
-                patch(
-                    attention,
-                    _fused_self_attention(attention.forward, _Fused((attention.query, attention.key, attention.value))),
-                )
+        if last is not None:
+            kv = (last.attention.self.key, last.attention.self.value)
+            patch(last, _first_token_layer(last.forward, _Fused(kv) if _fusable(torch, *kv) else None))
+            counts["first_token"] = 1
+        for attention in [m for m in model.modules() if _is_self_attention(m)]:
+            if last is not None and attention is last.attention.self:
+                continue
+            projections = (attention.query, attention.key, attention.value)
+            if _fusable(torch, *projections):
+                patch(attention, _fused_self_attention(attention.forward, _Fused(projections)))
                 counts["fused"] += 1
         for module in list(model.modules()):
             if _is_llama_attention(module) and _fusable(torch, module.q_proj, module.k_proj, module.v_proj):
@@ -349,11 +405,16 @@ class FrozenCast:
     def __init__(self, model: Any, dtype: Any) -> None:
         torch = require("torch", extra="hf")
         self.pairs: list[tuple[Any, Any]] = []
+        elsewhere = {  # e.g. an output layer tied to the input embedding: the embedding must stay fp32
+            id(p) for m in model.modules() if type(m) is not torch.nn.Linear for p in m.parameters(recurse=False)
+        }
         for module in model.modules():
             if type(module) is not torch.nn.Linear:
                 continue
             for param in (module.weight, module.bias):
-                if param is not None and not param.requires_grad and param.dtype == torch.float32:
+                if param is None or id(param) in elsewhere or any(param is p for p, _ in self.pairs):
+                    continue
+                if not param.requires_grad and param.dtype == torch.float32:
                     self.pairs.append((param, param.detach().to(dtype)))
 
     def __len__(self) -> int:

@@ -124,7 +124,12 @@ def clipped_step(optimizer: Any, params: Iterable[Any], max_norm: float | None) 
     dense, sparse = _split_grads(params)
     norm, scale = _norm_and_scale(torch, dense, sparse, max_norm)
     deferred = False
-    if scale < 1.0:
+    if not math.isfinite(norm):  # as torch's clip_grad_norm_: inf zeroes the gradients, nan spreads
+        scale = max_norm / (norm + 1e-6)
+        torch._foreach_mul_(dense, scale) if dense else None
+        for grad in sparse:
+            grad.values().mul_(scale)
+    elif scale < 1.0:
         for grad in sparse:
             grad.values().mul_(scale)
         fused = isinstance(optimizer, torch.optim.Adam | torch.optim.AdamW) and optimizer.defaults.get("fused")

@@ -534,21 +534,25 @@ class Trainer:
         bar = Progress(total, state.step, cfg.progress and dist.is_main)
         cleanup = contextlib.ExitStack()
         adversary = None
-        if cfg.adversarial:
-            if self._dp is not None:
-                raise ValueError("adversarial training and DP-SGD cannot be combined (per-example gradients)")
-            adversary = Adversary(cfg.adversarial, cfg.adv_epsilon, alpha=cfg.adv_alpha, steps=cfg.adv_steps)
-            cleanup.enter_context(adversary.hooked(model))
-        if self._lazy_embedding is not None:
-            self._lazy_embedding.sparse = True  # sparse gradients: only the rows a batch used
-            cleanup.callback(setattr, self._lazy_embedding, "sparse", False)
-        if cfg.fast_dropout and autocast_device == "cpu":
-            cleanup.enter_context(fast_dropout_training(model))
         frozen = None
-        if cfg.fast_encoder and self._dp is None:  # DP-SGD's per-example hooks need the modules' own forwards
-            cleanup.enter_context(fast_encoder_training(model, first_token_only=task.first_token_head))
-            if dtype is not None:
-                frozen = FrozenCast(model, dtype) or None  # frozen linear weights cast once, not every step
+        try:  # the model modes below are undone by cleanup, also when one of them fails to start
+            if cfg.adversarial:
+                if self._dp is not None:
+                    raise ValueError("adversarial training and DP-SGD cannot be combined (per-example gradients)")
+                adversary = Adversary(cfg.adversarial, cfg.adv_epsilon, alpha=cfg.adv_alpha, steps=cfg.adv_steps)
+                cleanup.enter_context(adversary.hooked(model))
+            if self._lazy_embedding is not None:
+                self._lazy_embedding.sparse = True  # sparse gradients: only the rows a batch used
+                cleanup.callback(setattr, self._lazy_embedding, "sparse", False)
+            if cfg.fast_dropout and autocast_device == "cpu":
+                cleanup.enter_context(fast_dropout_training(model))
+            if cfg.fast_encoder and self._dp is None:  # DP-SGD's per-example hooks need the modules' own forwards
+                cleanup.enter_context(fast_encoder_training(model, first_token_only=task.first_token_head))
+                if dtype is not None:
+                    frozen = FrozenCast(model, dtype) or None  # frozen linear weights cast once, not every step
+        except BaseException:
+            cleanup.close()
+            raise
         last_metric = state.evals[-1].get(self.metric) if state.evals else None
         try:
             while state.step < total and not state.stopped_early:

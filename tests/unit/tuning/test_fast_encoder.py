@@ -259,3 +259,65 @@ def test_llama_attention_and_gated_mlp_are_fused_exactly(lora: bool) -> None:
     assert fast_grads.keys() == grads.keys()
     for name, grad in grads.items():
         assert torch.allclose(fast_grads[name], grad, atol=1e-5, rtol=1e-4), name
+
+
+def test_look_alike_modules_keep_their_own_forward() -> None:
+    import torch
+    import transformers
+    from transformers.models.llama.modeling_llama import LlamaMLP
+
+    class ScaledMLP(LlamaMLP):  # the same attributes, another computation: must not be fused
+        def forward(self, x: Any) -> Any:
+            return self.down_proj(self.act_fn(self.gate_proj(x)) * self.up_proj(x)) * 2.0
+
+    config = transformers.LlamaConfig(
+        hidden_size=16, intermediate_size=24, num_attention_heads=2, num_key_value_heads=2
+    )
+    holder = torch.nn.Module()
+    holder.mlp = ScaledMLP(config)
+    holder.train()
+    with fast_encoder_training(holder) as counts:
+        assert counts["fused_mlp"] == 0
+    holder.mlp = LlamaMLP(config)
+    with fast_encoder_training(holder) as counts:
+        assert counts["fused_mlp"] == 1
+
+
+def test_no_cut_when_the_last_layer_is_wrapped() -> None:
+    import torch
+
+    model = _model()
+
+    class Wrapped(torch.nn.Module):
+        def __init__(self, inner: Any) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, *args: Any, **kwargs: Any) -> Any:
+            return self.inner(*args, **kwargs)
+
+    layers = model.bert.encoder.layer
+    layers[-1].attention.output = Wrapped(layers[-1].attention.output)
+    model.train()
+    with fast_encoder_training(model, first_token_only=True) as counts:
+        assert counts["first_token"] == 0  # not the layer before it either
+        out = model.bert(**{k: v for k, v in _batch().items() if k != "labels"})
+        assert out.last_hidden_state.shape[1] == 9
+
+
+def test_frozen_cast_leaves_weights_tied_to_an_embedding_alone() -> None:
+    import torch
+
+    from yulian.tuning.fast_encoder import FrozenCast
+
+    model = torch.nn.Module()
+    model.embed = torch.nn.Embedding(10, 4)
+    model.head = torch.nn.Linear(4, 10, bias=False)
+    model.head.weight = model.embed.weight  # tied, as in SmolLM2
+    model.other = torch.nn.Linear(4, 4)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    frozen = FrozenCast(model, torch.bfloat16)
+    with frozen.applied():
+        assert model.embed.weight.dtype == torch.float32
+        assert model.other.weight.dtype == torch.bfloat16

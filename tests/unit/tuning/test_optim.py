@@ -151,3 +151,19 @@ def test_clipped_step_equals_clipping_then_stepping(optimizer: str) -> None:
         for a, b in zip(model.parameters(), other.parameters(), strict=True):
             assert torch.allclose(a, b, atol=1e-6)
     assert clipped_step(deferred, [], None) is None
+
+
+def test_clipped_step_with_an_infinite_norm_zeroes_the_gradients_like_torch() -> None:
+    import torch
+
+    from yulian.tuning.optim import clipped_step
+
+    layer = torch.nn.Linear(3, 2)
+    optimizer = torch.optim.SGD(layer.parameters(), lr=0.1)
+    before = layer.weight.detach().clone()
+    layer.weight.grad = torch.full_like(layer.weight, float("inf"))
+    layer.bias.grad = torch.ones_like(layer.bias)
+    assert clipped_step(optimizer, list(layer.parameters()), 1.0) == float("inf")
+    assert torch.equal(layer.bias.grad, torch.zeros_like(layer.bias))
+    assert not hasattr(optimizer, "grad_scale")
+    assert before.shape == layer.weight.shape
