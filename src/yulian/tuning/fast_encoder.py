@@ -1,23 +1,25 @@
-"""Exact shortcuts for training BERT-style encoders: one fused Q/K/V product, and a last layer that computes only
-what a first-token classification head reads.
+"""Exact shortcuts for training transformers: fused projections, a last layer that computes only what a
+first-token classification head reads, and frozen weights cast once.
 
-Both change how the model's numbers are computed, not which numbers: same parameters, same outputs (to float
+They change how the model's numbers are computed, not which numbers: same parameters, same outputs (to float
 rounding), same gradients.
 
-- **Fused Q/K/V**: the three 384 x 384 query/key/value products of a MiniLM layer become one 384 x 1,152 product
-  (`torch.cat` of the three weights), and the layer input is cast to bf16 once instead of three times under
-  autocast. On short texts (a few hundred rows per batch) the three small products leave both cores idle between
-  them.
+- **Fused projections**: the three 384 x 384 query/key/value products of a MiniLM layer become one 384 x 1,152
+  product (`torch.cat` of the three weights; the concatenation of frozen weights is kept between steps), and the
+  layer input is cast to bf16 once instead of three times under autocast. LoRA-wrapped projections join with their
+  low-rank updates added per slice. Llama attention fuses Q/K/V the same way, gated MLPs their gate and up products.
+  On short texts (a few hundred rows per batch) separate small products leave both cores idle between them.
 - **First token only**: a sequence-classification head of the BERT family (BERT, RoBERTa, XLM-R, ELECTRA) reads
   the last layer's output at position 0 only (the [CLS] token). In the last layer, every position is still a key
   and value of the attention, but the query, the attention output, the residual, the two LayerNorms and the
   feed-forward block are needed for position 0 alone: about 10/12 of the last layer's matrix products and its
   backward pass are skipped (MiniLM-L6: 1/7 of the model's products).
+- **FrozenCast**: frozen linear weights (LoRA's base model, `freeze`) cast to bf16 once, not by autocast every step.
 
 `fast_encoder_training(model, first_token_only=...)` patches the matching modules for the duration of a `with`
 block, in training mode only (evaluation inside the block runs the original code), and restores them afterwards.
-Modules that do not match the expected structure (a decoder, cross-attention, a cache for prefix tuning, PEFT-
-wrapped projections for the fusion) keep their own forward.
+Only modules whose forward is the exact code of transformers' BERT or Llama classes are patched; anything else (a
+decoder BERT, cross-attention, a prefix-tuning cache, IA3 or AdaLoRA layers, look-alike MLPs) keeps its own forward.
 """
 
 from __future__ import annotations
@@ -405,15 +407,16 @@ class FrozenCast:
     def __init__(self, model: Any, dtype: Any) -> None:
         torch = require("torch", extra="hf")
         self.pairs: list[tuple[Any, Any]] = []
-        elsewhere = {  # e.g. an output layer tied to the input embedding: the embedding must stay fp32
+        seen = {  # parameters of other modules (an output layer tied to the input embedding) stay as they are
             id(p) for m in model.modules() if type(m) is not torch.nn.Linear for p in m.parameters(recurse=False)
         }
         for module in model.modules():
             if type(module) is not torch.nn.Linear:
                 continue
             for param in (module.weight, module.bias):
-                if param is None or id(param) in elsewhere or any(param is p for p, _ in self.pairs):
+                if param is None or id(param) in seen:
                     continue
+                seen.add(id(param))
                 if not param.requires_grad and param.dtype == torch.float32:
                     self.pairs.append((param, param.detach().to(dtype)))
 

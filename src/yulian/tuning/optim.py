@@ -89,12 +89,21 @@ def _split_grads(params: Iterable[Any]) -> tuple[list[Any], list[Any]]:
 
 
 def _norm_and_scale(torch: Any, dense: list[Any], sparse: list[Any], max_norm: float) -> tuple[float, float]:
-    """The global L2 norm of all gradients and the clipping factor (1.0: no clipping needed)."""
+    """The global L2 norm of all gradients and the factor to multiply them by: 1.0 when within `max_norm`, as
+    torch's clip_grad_norm_ otherwise (0 for an infinite norm, nan for a nan one)."""
     # the norm alone: clip_grad_norm_ would also multiply every gradient, by 1.0 when no clipping is needed
     total = float(torch.nn.utils.get_total_norm(dense)) ** 2 if dense else 0.0
     total += sum(float(g.values().float().norm()) ** 2 for g in sparse)
     norm = math.sqrt(total)
-    return norm, min(1.0, max_norm / (norm + 1e-6))
+    scale = max_norm / (norm + 1e-6)
+    return norm, 1.0 if scale >= 1.0 else scale
+
+
+def _multiply(torch: Any, dense: list[Any], sparse: list[Any], scale: float) -> None:
+    if dense:
+        torch._foreach_mul_(dense, scale)
+    for grad in sparse:
+        grad.values().mul_(scale)
 
 
 def clip_grad_norm(params: Iterable[Any], max_norm: float) -> float:
@@ -103,11 +112,8 @@ def clip_grad_norm(params: Iterable[Any], max_norm: float) -> float:
     torch = require("torch", extra="hf")
     dense, sparse = _split_grads(params)
     norm, scale = _norm_and_scale(torch, dense, sparse, max_norm)
-    if scale < 1.0:
-        if dense:
-            torch._foreach_mul_(dense, scale)
-        for grad in sparse:
-            grad.values().mul_(scale)
+    if scale != 1.0:
+        _multiply(torch, dense, sparse, scale)
     return norm
 
 
@@ -123,21 +129,13 @@ def clipped_step(optimizer: Any, params: Iterable[Any], max_norm: float | None) 
         return None
     dense, sparse = _split_grads(params)
     norm, scale = _norm_and_scale(torch, dense, sparse, max_norm)
-    deferred = False
-    if not math.isfinite(norm):  # as torch's clip_grad_norm_: inf zeroes the gradients, nan spreads
-        scale = max_norm / (norm + 1e-6)
-        torch._foreach_mul_(dense, scale) if dense else None
-        for grad in sparse:
-            grad.values().mul_(scale)
-    elif scale < 1.0:
-        for grad in sparse:
-            grad.values().mul_(scale)
-        fused = isinstance(optimizer, torch.optim.Adam | torch.optim.AdamW) and optimizer.defaults.get("fused")
-        if dense and fused and not hasattr(optimizer, "grad_scale"):
-            optimizer.grad_scale = torch.tensor(1.0 / scale, dtype=torch.float32, device=dense[0].device)
-            deferred = True
-        elif dense:
-            torch._foreach_mul_(dense, scale)
+    fused = isinstance(optimizer, torch.optim.Adam | torch.optim.AdamW) and optimizer.defaults.get("fused")
+    deferred = bool(dense) and fused and 0.0 < scale < 1.0 and not hasattr(optimizer, "grad_scale")
+    if deferred:
+        optimizer.grad_scale = torch.tensor(1.0 / scale, dtype=torch.float32, device=dense[0].device)
+        _multiply(torch, [], sparse, scale)  # the lazy rows are stepped outside torch's kernel
+    elif scale != 1.0:
+        _multiply(torch, dense, sparse, scale)
     try:
         optimizer.step()
     finally:
