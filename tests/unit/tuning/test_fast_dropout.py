@@ -64,6 +64,66 @@ def test_attention_without_drops_equals_sdpa(masked: bool) -> None:
     assert torch.allclose(ours_causal, sdpa_causal, atol=1e-5)
 
 
+@pytest.mark.parametrize("mask_kind", ["bool", "float", "causal"])
+@pytest.mark.parametrize("kv_heads", [6, 2])
+def test_training_attention_by_products_matches_sdpa_with_gradients(mask_kind: str, kv_heads: int) -> None:
+    import torch
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    torch.manual_seed(4)
+    leaves = [
+        torch.randn(3, 6, 9, 8, requires_grad=True),
+        torch.randn(3, kv_heads, 9, 8, requires_grad=True),
+        torch.randn(3, kv_heads, 9, 8, requires_grad=True),
+    ]
+    allowed = (
+        torch.ones(9, 9, dtype=torch.bool).tril()[None, None]
+        & (torch.arange(9) < torch.tensor([[9], [6], [3]]))[:, None, None, :]
+    )
+    mask = {"bool": allowed, "float": torch.zeros(allowed.shape).masked_fill(~allowed, -1e9), "causal": None}[mask_kind]
+    module = torch.nn.Module()
+    module.is_causal = True
+    module.num_key_value_groups = 6 // kv_heads
+    module.train()
+    weights = torch.randn(3, 9, 6, 8)
+    results = []
+    for function in (attention, sdpa_attention_forward):
+        out, _ = function(module, *leaves, mask, dropout=0.0, scaling=0.3)
+        grads = torch.autograd.grad((out * weights).sum(), leaves)
+        results.append((out, grads))
+    (ours, our_grads), (sdpa, sdpa_grads) = results
+    assert ours.shape == sdpa.shape == (3, 9, 6, 8)
+    assert torch.allclose(ours, sdpa, atol=1e-5)
+    for mine, theirs in zip(our_grads, sdpa_grads, strict=True):
+        assert torch.allclose(mine, theirs, atol=1e-5)
+
+
+def test_attention_hands_long_sequences_and_inference_to_sdpa(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+    from transformers.integrations import sdpa_attention
+
+    calls: list[int] = []
+    original = sdpa_attention.sdpa_attention_forward
+
+    def counting(module: object, query: torch.Tensor, *args: object, **kwargs: object) -> object:
+        calls.append(query.shape[-2])
+        return original(module, query, *args, **kwargs)
+
+    monkeypatch.setattr(sdpa_attention, "sdpa_attention_forward", counting)
+    module = torch.nn.Module()
+    module.is_causal = True
+    module.train()
+    for length in (16, 400):
+        q, k, v = (torch.randn(1, 2, length, 8, requires_grad=True) for _ in range(3))
+        attention(module, q, k, v, None)
+    assert calls == [400]  # short: products; long: SDPA's kernel
+    with torch.no_grad():
+        attention(module, q[:, :, :16], k[:, :, :16], v[:, :, :16], None)
+    module.eval()
+    attention(module, q[:, :, :16], k[:, :, :16], v[:, :, :16], None)
+    assert calls == [400, 16, 16]
+
+
 def test_a_model_drops_out_inside_the_block_and_is_restored_after(tmp_path: Path) -> None:
     import torch
     import transformers
