@@ -114,12 +114,22 @@ SmolLM2 layer's attention (batch 16, 9 query / 3 key-value heads), bf16, 22 / 96
 41.8 ms with SDPA, 0.7 / 5.8 / 13.2 ms here; fp32 at 128: 21.5 vs 16.4 ms; about even at 192 (fp32) and 256 (bf16)."""
 
 
-def _by_products(query: Any, key: Any, value: Any, dropout: float) -> bool:
+_SDPA_ONLY = ("position_bias", "softcap", "s_aux", "sinks")
+"""Attention-function arguments `attention` does not implement itself: a call that passes one (T5's relative
+position bias, Gemma 2's logit soft-capping, GPT-OSS's sinks) goes to transformers' SDPA function as before."""
+
+
+def _by_products(query: Any, key: Any, value: Any, dropout: float, kwargs: dict[str, Any]) -> bool:
     """Whether `attention` computes this call itself: with dropout (the masks are yulian's), or for a CPU training
     step on a short sequence, where it is faster than SDPA's backward pass."""
+    torch = require("torch", extra="hf")
+    if any(kwargs.get(name) is not None for name in _SDPA_ONLY):
+        return False
     if dropout:
         return True
-    if query.device.type != "cpu" or not (query.requires_grad or key.requires_grad or value.requires_grad):
+    if query.device.type != "cpu" or not torch.is_grad_enabled():
+        return False
+    if not (query.requires_grad or key.requires_grad or value.requires_grad):
         return False
     return bool(key.shape[-2] <= _MATH_UP_TO.get(str(query.dtype).removeprefix("torch."), 0))
 
@@ -137,18 +147,32 @@ def attention(
 ) -> tuple[Any, Any]:
     """Scaled dot-product attention for CPU training (transformers' attention interface; masks are built as for
     "sdpa"): `fast_dropout` on the attention probabilities, and products + softmax instead of SDPA's slow CPU
-    backward on short sequences (`_MATH_UP_TO`). Otherwise, and outside training, transformers' SDPA function."""
+    backward on short sequences (`_MATH_UP_TO`). Otherwise, and outside training, transformers' SDPA function
+    (which gets the dropout then, if any: torch's own masks)."""
     from transformers.integrations.sdpa_attention import repeat_kv, sdpa_attention_forward
 
     torch = require("torch", extra="hf")
-    if not module.training or not torch.is_grad_enabled() or not _by_products(query, key, value, dropout):
+    if not module.training or not _by_products(query, key, value, dropout, kwargs):
         return sdpa_attention_forward(
-            module, query, key, value, attention_mask, dropout=0.0, scaling=scaling, is_causal=is_causal, **kwargs
+            module,
+            query,
+            key,
+            value,
+            attention_mask,
+            dropout=dropout if module.training else 0.0,
+            scaling=scaling,
+            is_causal=is_causal,
+            **kwargs,
         )
     batch, heads, q_len, size = query.shape
+    mask = attention_mask[:, :, :, : key.shape[-2]] if attention_mask is not None else None
+    causal = mask is None and q_len > 1 and (is_causal if is_causal is not None else getattr(module, "is_causal", True))
+    if causal and key.shape[-2] > q_len:  # as SDPA: top-left alignment, the keys beyond the queries unseen
+        key, value = key[:, :, :q_len], value[:, :, :q_len]
     k_len = key.shape[-2]
+    if mask is not None and mask.dtype != torch.bool:  # -inf in a float mask would make fully masked rows NaN
+        mask = mask.clamp(min=torch.finfo(mask.dtype).min)
     groups = heads // key.shape[1] if key.shape[1] and heads % key.shape[1] == 0 else 1
-    mask = attention_mask[:, :, :, :k_len] if attention_mask is not None else None
     # grouped-query attention: each key-value head's queries as one (groups x q_len) block of rows, with no copies
     # of the keys and values (repeat_kv), when the mask is the same for every head
     grouped = groups > 1 and (mask is None or mask.shape[1] == 1)
@@ -162,16 +186,16 @@ def attention(
         mask = mask.unsqueeze(2) if mask is not None else None
     if mask is not None:
         scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min) if mask.dtype == torch.bool else scores + mask
-    elif (is_causal if is_causal is not None else getattr(module, "is_causal", False)) and q_len > 1:
-        causal = torch.ones(q_len, k_len, dtype=torch.bool, device=scores.device).tril(k_len - q_len)
-        scores = scores.masked_fill(~causal, torch.finfo(scores.dtype).min)
+    elif causal:
+        allowed = torch.ones(q_len, k_len, dtype=torch.bool, device=scores.device).tril()
+        scores = scores.masked_fill(~allowed, torch.finfo(scores.dtype).min)
     probs = torch.softmax(scores, dim=-1, dtype=torch.float32).to(value.dtype)
     probs = fast_dropout(probs, dropout)
     if grouped:
         probs = probs.view(batch, heads // groups, groups * q_len, k_len)
     out = torch.matmul(probs, value)
     if grouped:
-        out = out.view(batch, heads, q_len, size)
+        out = out.view(batch, heads, q_len, -1)
     return out.transpose(1, 2).contiguous(), None
 
 
@@ -201,10 +225,16 @@ def fast_dropout_training(model: Any) -> Iterator[int]:
                 fast.train(child.training)
                 setattr(parent, name, fast)
                 swapped.append((parent, name, child))
+    # an "eager" model that cannot take SDPA (Gemma 2's soft-capping, GPT-OSS's sinks) keeps its own attention
+    eager_only = {
+        id(getattr(m, "config", None)) for m in model.modules() if getattr(m, "_supports_sdpa", True) is False
+    }
     configs: list[tuple[Any, str]] = []
     for sub in model.modules():
         config: Any = getattr(sub, "config", None)
         current = getattr(config, "_attn_implementation", None)
+        if current == "eager" and id(config) in eager_only:
+            continue
         if current in ("sdpa", "eager") and all(c is not config for c, _ in configs):
             configs.append((config, current))
             config._attn_implementation = ATTENTION

@@ -98,6 +98,66 @@ def test_training_attention_by_products_matches_sdpa_with_gradients(mask_kind: s
         assert torch.allclose(mine, theirs, atol=1e-5)
 
 
+def test_more_keys_than_queries_and_float_masks_match_sdpa() -> None:
+    import torch
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    torch.manual_seed(6)
+    q = torch.randn(2, 4, 5, 8, requires_grad=True)
+    k, v = (torch.randn(2, 2, 9, 8, requires_grad=True) for _ in range(2))
+    allowed = torch.ones(2, 1, 5, 9, dtype=torch.bool)  # four always-visible columns in front, as prefix tuning's
+    allowed[:, :, :, 4:] = torch.ones(5, 5, dtype=torch.bool).tril()
+    allowed[1, :, :, 7:] = False
+    module = torch.nn.Module()
+    module.num_key_value_groups = 2
+    module.train()
+    for mask in (allowed, torch.zeros(allowed.shape).masked_fill(~allowed, float("-inf"))):
+        ours, _ = attention(module, q, k, v, mask)
+        sdpa, _ = sdpa_attention_forward(module, q, k, v, mask)
+        assert torch.allclose(ours, sdpa, atol=1e-5)
+    nothing = torch.full((2, 1, 5, 9), float("-inf"))  # fully masked rows: finite, no NaN spreading to the grads
+    out, _ = attention(module, q, k, v, nothing)
+    out.sum().backward()
+    assert torch.isfinite(out).all() and torch.isfinite(q.grad).all()
+
+
+def test_arguments_it_does_not_implement_go_to_sdpa_and_no_grad_keeps_dropout() -> None:
+    import torch
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    torch.manual_seed(7)
+    q, k, v = (torch.randn(1, 2, 6, 8, requires_grad=True) for _ in range(3))
+    bias = torch.randn(1, 2, 6, 6)
+    module = torch.nn.Module()
+    module.is_causal = False
+    module.train()
+    ours, _ = attention(module, q, k, v, None, position_bias=bias)  # T5's relative positions: not dropped
+    sdpa, _ = sdpa_attention_forward(module, q, k, v, None, position_bias=bias)
+    plain, _ = sdpa_attention_forward(module, q, k, v, None)
+    assert torch.allclose(ours, sdpa, atol=1e-6) and not torch.allclose(ours, plain, atol=1e-3)
+    with torch.no_grad():  # a training-mode forward without gradients (reentrant checkpointing) still drops out
+        dropped, _ = attention(module, q, k, v, None, dropout=0.5)
+        kept, _ = attention(module, q, k, v, None)
+    assert not torch.allclose(dropped, kept)
+
+
+def test_eager_only_models_keep_their_attention() -> None:
+    import torch
+
+    class Config:
+        _attn_implementation = "eager"
+
+    model = torch.nn.Module()
+    model.config = Config()
+    model._supports_sdpa = False
+    with fast_dropout_training(model):
+        assert model.config._attn_implementation == "eager"
+    model._supports_sdpa = True
+    with fast_dropout_training(model):
+        assert model.config._attn_implementation == "yulian_cpu_dropout"
+    assert model.config._attn_implementation == "eager"
+
+
 def test_attention_hands_long_sequences_and_inference_to_sdpa(monkeypatch: pytest.MonkeyPatch) -> None:
     import torch
     from transformers.integrations import sdpa_attention

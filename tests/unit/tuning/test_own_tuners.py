@@ -338,6 +338,24 @@ def test_merge_is_not_defined_and_says_why_unload_restores_the_base(tuner: str) 
         assert plain.bert(**batch).last_hidden_state.equal(base_hidden)
 
 
+@pytest.mark.parametrize(("arch", "std"), [("bert", 1.0), ("llama", 0.1)])
+def test_prefix_init_scale_defaults_per_architecture_and_can_be_set(arch: str, std: float) -> None:
+    import torch
+    from peft import get_peft_model
+
+    from yulian.tuning.methods import get_method
+
+    torch.manual_seed(0)
+    for config, expected in ((_prefix(n=64), std), (_prefix(n=64, init_std=0.5), 0.5)):
+        model = get_peft_model(_model(arch), config)
+        prefixes = [p for n, p in model.named_parameters() if "kv_prefix_kv" in n]
+        assert prefixes
+        measured = float(torch.cat([p.detach().flatten() for p in prefixes]).std())
+        assert measured == pytest.approx(expected, rel=0.1)
+    check = get_method("prefix").OPTIONS["init_std"].check
+    assert check("prefix", "init_std", "auto") is None and check("prefix", "init_std", "0.3") == 0.3
+
+
 # ------------------------------------------------------------------------------------------------- bad input
 @pytest.mark.parametrize(
     ("method", "options", "message"),
@@ -348,6 +366,7 @@ def test_merge_is_not_defined_and_says_why_unload_restores_the_base(tuner: str) 
         ("adapter", {"reduction": 8}, r"unknown adapter option\(s\) reduction .*Did you mean 'reduction_factor'"),
         ("prefix", {"num_virtual_tokens": 0}, "prefix option num_virtual_tokens must be in"),
         ("prefix", {"projection": "big"}, "prefix option projection must be a number"),
+        ("prefix", {"init_std": "wide"}, "prefix option init_std must be a number"),
     ],
 )
 def test_bad_options_name_the_option(method: str, options: dict[str, Any], message: str) -> None:

@@ -66,6 +66,8 @@ class Option:
                 raise ValueError(f"{bad}true or false, got {value!r}")
             return value
         if self.kind in ("int", "float"):
+            if self.default is None and (value is None or value == "auto"):
+                return None  # a number chosen per model when left unset
             number: Any = value
             if isinstance(value, str):
                 try:

@@ -5,7 +5,8 @@ Trainable key/value prefixes in every self-attention layer, for BERT-family enco
 transformers 5 it fails on BERT-family models and on Llama classification heads, and Llama's `generate` ignores it.
 
 Options: num_virtual_tokens (prefix length, default 16), projection (hidden size of the reparameterisation MLP used
-in training; 0, the default, trains the prefixes directly; the MLP is folded into plain prefixes at save), init_std.
+in training; 0, the default, trains the prefixes directly; the MLP is folded into plain prefixes at save), init_std
+(auto: 1 for encoders as peft, 0.1 for causal decoders, whose N(0, 1) prefixes derail training).
 Saved as a standard PEFT folder; loading needs `import yulian.tuning.tuners` (done by this method's `load`).
 Prefixes cannot be merged into the base weights.
 """
@@ -30,9 +31,11 @@ class PrefixMethod(PeftMethod):
     OPTIONS: ClassVar[dict[str, Option]] = {
         "num_virtual_tokens": Option("int", 16, "prefix length (key/value vectors per layer)", minimum=1),
         "projection": Option("int", 0, "reparameterisation MLP size in training (0: none; folded at save)", minimum=0),
-        "init_std": Option("float", 1.0, "std of the initial prefixes (peft: 1)", minimum=1e-6),
+        "init_std": Option(
+            "float", None, "std of the initial prefixes (auto: 1 for encoders, 0.1 for decoders)", minimum=1e-6
+        ),
     }
-    options_help = "num_virtual_tokens (default 16), projection (MLP size, 0: none), init_std"
+    options_help = "num_virtual_tokens (default 16), projection (MLP size, 0: none), init_std (auto)"
 
     def peft_config(self, options: Mapping[str, Any], task_type: str, model: Any) -> Any:
         """A `yulian.tuning.tuners.KVPrefixConfig`."""
@@ -43,7 +46,7 @@ class PrefixMethod(PeftMethod):
             task_type=task_type,
             num_virtual_tokens=options["num_virtual_tokens"],
             prefix_projection=options["projection"],
-            init_std=float(options["init_std"]),
+            init_std=None if options["init_std"] is None else float(options["init_std"]),
         )
 
     def save(self, model: Any, out_dir: str | Path) -> None:
