@@ -209,7 +209,13 @@ class _Fused:
         cast = x.to(dtype) if dtype is not None else x  # once, instead of once per product
         weight, bias = self._weights(torch, [p[0] for p in parts if p], dtype)
         sizes = [p[0].out_features for p in parts if p]
-        outputs = list(torch.nn.functional.linear(cast, weight, bias).split(sizes, -1))
+        product = torch.nn.functional.linear(cast, weight, bias)
+        lora = [(i, a, b, s) for i, part in enumerate(parts) if part for a, b, d, s in part[1]]
+        if lora and all(
+            isinstance(part[1][k][2], torch.nn.Identity) for part in parts if part for k in range(len(part[1]))
+        ):
+            return self._with_updates(torch, product, cast, sizes, lora)
+        outputs = list(product.split(sizes, -1))
         for i, part in enumerate(parts):
             for lora_a, lora_b, dropout, scaling in part[1] if part else []:
                 # as peft: the input in the adapter's dtype, dropped out before any autocast rounding (with no
@@ -218,6 +224,24 @@ class _Fused:
                 update = lora_b(lora_a(dropout(cast if plain else x.to(lora_a.weight.dtype))))
                 outputs[i] = torch.add(outputs[i], update.to(outputs[i].dtype), alpha=scaling)
         return outputs
+
+    @staticmethod
+    def _with_updates(torch: Any, product: Any, cast: Any, sizes: list[int], lora: list[Any]) -> list[Any]:
+        """The LoRA updates of every slice in two small products added into `product` in place: the inputs of all
+        A matrices at once (x A^T), then one block matrix of the B's (each scaled, in its slice's rows)."""
+        dtype = product.dtype
+        a_all = torch.cat([a.weight for _, a, _, _ in lora]).to(dtype)  # (sum of ranks, in)
+        starts = [sum(sizes[:i]) for i in range(len(sizes))]
+        b_all = product.new_zeros(product.shape[-1], a_all.shape[0])
+        column = 0
+        for i, _, b, scaling in lora:
+            rank = b.weight.shape[1]
+            b_all[starts[i] : starts[i] + sizes[i], column : column + rank] = b.weight.to(dtype) * scaling
+            column += rank
+        low = torch.nn.functional.linear(cast if cast.dtype == dtype else cast.to(dtype), a_all)
+        flat = product.view(-1, product.shape[-1])
+        flat.addmm_(low.view(-1, low.shape[-1]), b_all.t())
+        return list(product.split(sizes, -1))
 
 
 def _fused_self_attention(original: Any, fused: _Fused) -> Any:

@@ -128,15 +128,22 @@ def test_evaluation_inside_the_block_runs_the_original_and_the_model_is_restored
         assert torch.equal(model(**batch).logits, before)
 
 
+@pytest.mark.parametrize(
+    ("targets", "dropout"),
+    [(["query", "value"], 0.0), (["query", "key", "value"], 0.0), (["query", "value"], 0.1)],
+)
 @pytest.mark.parametrize("autocast", [False, True])
-def test_lora_projections_are_fused_with_their_updates_and_still_match(autocast: bool) -> None:
+def test_lora_projections_are_fused_with_their_updates_and_still_match(
+    autocast: bool, targets: list[str], dropout: float
+) -> None:
     import torch
     from peft import LoraConfig, get_peft_model
 
     from yulian.tuning.fast_encoder import FrozenCast
 
     model = get_peft_model(
-        _model(), LoraConfig(r=4, lora_alpha=8, target_modules=["query", "value"], task_type="SEQ_CLS")
+        _model(),
+        LoraConfig(r=4, lora_alpha=8, lora_dropout=dropout, target_modules=targets, task_type="SEQ_CLS"),
     )
     for name, param in model.named_parameters():
         if "lora_B" in name:
@@ -144,11 +151,14 @@ def test_lora_projections_are_fused_with_their_updates_and_still_match(autocast:
     model.train()
     batch = _batch(3)
     frozen = FrozenCast(model, torch.bfloat16)
+    torch.manual_seed(11)  # the same LoRA dropout masks, drawn in the same order, on both sides
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
         logits, grads = _loss_and_grads(model, batch)
-    with fast_encoder_training(model, first_token_only=True) as counts:
-        assert counts == {"fused": 2, "first_token": 1, "fused_mlp": 0}
+    first = not dropout  # (the first-token layer draws the query's LoRA dropout for one position only)
+    with fast_encoder_training(model, first_token_only=first) as counts:
+        assert counts == {"fused": 3 - first, "first_token": int(first), "fused_mlp": 0}
         for _ in range(2):  # the second step reuses the concatenated frozen weights
+            torch.manual_seed(11)
             with (
                 frozen.applied() if autocast else contextlib.nullcontext(),
                 torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast),
