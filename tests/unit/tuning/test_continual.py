@@ -57,7 +57,8 @@ def run_a(base: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Task A (neg/pos), full fine-tuning, with the replay buffer and the Fisher saved."""
     out = tmp_path_factory.mktemp("a")
     cc = ContinualConfig(save_fisher=True, ewc_samples=32, replay_buffer=40)
-    result = ContinualLearner(task(), config(), out, cc).fit(A_TRAIN, A_DEV, base)
+    # 8 epochs at 3e-3: 1.0 on the dev set for every seed tried (0-5); 4 epochs at 1e-2 learned for 1-2 seeds in 6
+    result = ContinualLearner(task(), config(epochs=8, lr=3e-3), out, cc).fit(A_TRAIN, A_DEV, base)
     assert result.best_metric is not None and result.best_metric >= 0.9
     return out
 

@@ -21,7 +21,17 @@ from yulian.tuning.ensemble import EnsembleClassifier, ensemble_members, is_ense
 pytestmark = pytest.mark.usefixtures("single_thread")
 _ = single_thread
 COMMANDS: dict[str, Callable[..., Any]] = {"train": train_command, "eval": eval_command, "predict": predict_command}
-FAST = ["--epochs", "6", "--batch-size", "8", "--lr", "0.01", "--precision", "fp32", "--no-progress"]
+FAST = [
+    "--epochs",
+    "8",
+    "--batch-size",
+    "8",
+    "--lr",
+    "0.003",
+    "--precision",
+    "fp32",
+    "--no-progress",
+]  # 1e-2: seed luck
 FAST += ["--max-length", "32"]
 
 
