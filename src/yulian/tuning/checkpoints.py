@@ -49,8 +49,17 @@ class CheckpointStore:
         tmp = self.root / f".tmp-{name}"
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
-        torch.save(dict(payload), tmp / STATE)
-        (tmp / "trainer.json").write_text(json.dumps(dict(meta)), encoding="utf-8")
+        try:
+            torch.save(dict(payload), tmp / STATE)
+            (tmp / "trainer.json").write_text(json.dumps(dict(meta)), encoding="utf-8")
+        except (OSError, RuntimeError) as e:  # torch reports a full disk as "unexpected pos ..." (RuntimeError)
+            shutil.rmtree(tmp, ignore_errors=True)
+            free = shutil.disk_usage(self.root).free / 2**20
+            raise OSError(
+                f"could not write checkpoint {name} to {self.root} ({free:,.0f} MB free on that disk): {e}. "
+                "The previous checkpoints are intact; free some space (or pass a --out on a larger disk) and "
+                "run the same command again with --resume (API: fit(..., resume=True))."
+            ) from e
         final = self.root / name
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)

@@ -210,10 +210,8 @@ class _Fused:
         weight, bias = self._weights(torch, [p[0] for p in parts if p], dtype)
         sizes = [p[0].out_features for p in parts if p]
         product = torch.nn.functional.linear(cast, weight, bias)
-        lora = [(i, a, b, s) for i, part in enumerate(parts) if part for a, b, d, s in part[1]]
-        if lora and all(
-            isinstance(part[1][k][2], torch.nn.Identity) for part in parts if part for k in range(len(part[1]))
-        ):
+        lora = [(i, a, b, d, s) for i, part in enumerate(parts) if part for a, b, d, s in part[1]]
+        if self._plain_updates(torch, lora, dtype, product.dtype):
             return self._with_updates(torch, product, cast, sizes, lora)
         outputs = list(product.split(sizes, -1))
         for i, part in enumerate(parts):
@@ -226,15 +224,29 @@ class _Fused:
         return outputs
 
     @staticmethod
+    def _plain_updates(torch: Any, lora: list[Any], autocast: Any, dtype: Any) -> bool:
+        """Whether `_with_updates` computes these LoRA updates as peft would: no LoRA dropout, no bias in B
+        (lora_bias), and the update in the product's dtype (under autocast, or adapters in the base's dtype; peft
+        computes an fp32 adapter's update in fp32 on a bf16 base)."""
+        if not lora:
+            return False
+        for _, a, b, dropout, _ in lora:
+            if not isinstance(dropout, torch.nn.Identity) or getattr(b, "bias", None) is not None:
+                return False
+            if autocast is None and a.weight.dtype != dtype:
+                return False
+        return True
+
+    @staticmethod
     def _with_updates(torch: Any, product: Any, cast: Any, sizes: list[int], lora: list[Any]) -> list[Any]:
         """The LoRA updates of every slice in two small products added into `product` in place: the inputs of all
         A matrices at once (x A^T), then one block matrix of the B's (each scaled, in its slice's rows)."""
         dtype = product.dtype
-        a_all = torch.cat([a.weight for _, a, _, _ in lora]).to(dtype)  # (sum of ranks, in)
+        a_all = torch.cat([a.weight for _, a, _, _, _ in lora]).to(dtype)  # (sum of ranks, in)
         starts = [sum(sizes[:i]) for i in range(len(sizes))]
         b_all = product.new_zeros(product.shape[-1], a_all.shape[0])
         column = 0
-        for i, _, b, scaling in lora:
+        for i, _, b, _, scaling in lora:
             rank = b.weight.shape[1]
             b_all[starts[i] : starts[i] + sizes[i], column : column + rank] = b.weight.to(dtype) * scaling
             column += rank

@@ -129,22 +129,27 @@ def test_evaluation_inside_the_block_runs_the_original_and_the_model_is_restored
 
 
 @pytest.mark.parametrize(
-    ("targets", "dropout"),
-    [(["query", "value"], 0.0), (["query", "key", "value"], 0.0), (["query", "value"], 0.1)],
+    ("targets", "dropout", "bias"),
+    [
+        (["query", "value"], 0.0, False),
+        (["query", "key", "value"], 0.0, False),
+        (["query", "value"], 0.1, False),
+        (["query", "value"], 0.0, True),
+    ],
 )
 @pytest.mark.parametrize("autocast", [False, True])
 def test_lora_projections_are_fused_with_their_updates_and_still_match(
-    autocast: bool, targets: list[str], dropout: float
+    autocast: bool, targets: list[str], dropout: float, bias: bool
 ) -> None:
     import torch
     from peft import LoraConfig, get_peft_model
 
     from yulian.tuning.fast_encoder import FrozenCast
 
-    model = get_peft_model(
-        _model(),
-        LoraConfig(r=4, lora_alpha=8, lora_dropout=dropout, target_modules=targets, task_type="SEQ_CLS"),
+    config = LoraConfig(
+        r=4, lora_alpha=8, lora_dropout=dropout, target_modules=targets, task_type="SEQ_CLS", lora_bias=bias
     )
+    model = get_peft_model(_model(), config)
     for name, param in model.named_parameters():
         if "lora_B" in name:
             torch.nn.init.normal_(param, std=0.1)  # a non-zero adapter: its path must be in the outputs
